@@ -1,0 +1,89 @@
+"""The topics of labelstore, created with the configuration the rest of the system relies on.
+
+Event topics stamp records with the broker's clock (``LogAppendTime``): that stamp is when the
+system *knew* a fact, the ``known_at`` axis of as-of queries. They keep everything forever, since
+the event log is the source of truth. ``labels.latest`` is compacted: one record per entity+label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from events.exceptions import TopicMismatchError
+from labelstore.connection import bootstrap_servers
+from labelstore.settings import Settings
+
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+# The settings as-of semantics depend on; a topic that differs is refused, not silently used.
+REQUIRED_CONFIG_KEYS = ("message.timestamp.type", "cleanup.policy")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    kafka, topics = settings.kafka, settings.topics
+    durable = {"min.insync.replicas": str(kafka.min_insync_replicas)}
+    event_config = {**FOREVER, **durable, "message.timestamp.type": "LogAppendTime", "cleanup.policy": "delete"}
+
+    def spec(name: str, config: Mapping[str, str]) -> TopicSpec:
+        return TopicSpec(name, kafka.partitions, kafka.replication_factor, config)
+
+    return [
+        *(spec(topics.events_topic(entity), event_config) for entity in topics.entity_topics),
+        spec(topics.label_versions_topic, {**FOREVER, **durable, "cleanup.policy": "delete"}),
+        spec(topics.label_latest_topic, {**durable, "cleanup.policy": "compact"}),
+        spec(topics.dead_letter_topic, event_config),
+    ]
+
+
+def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, *, timeout: float = 30.0) -> list[str]:
+    """Create missing topics; check existing ones. Returns the names it created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+    specs = topic_specs(settings) if specs is None else specs
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [s for s in specs if s.name not in existing]
+    if missing:
+        _create(admin, missing, timeout)
+    _check(admin, [s for s in specs if s.name in existing], existing, timeout)
+    return [s.name for s in missing]
+
+
+def _create(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> None:
+    new = [NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in specs]
+    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                raise TopicMismatchError(f"could not create topic {name}: {exc.args[0].str()}") from exc
+
+
+def _check(admin: AdminClient, specs: list[TopicSpec], existing: Mapping, timeout: float) -> None:
+    if not specs:
+        return
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
+    configs = {r.name: f.result(timeout) for r, f in admin.describe_configs(resources).items()}
+    for spec in specs:
+        partitions = len(existing[spec.name].partitions)
+        if partitions != spec.partitions:
+            raise TopicMismatchError(
+                f"topic {spec.name} has {partitions} partitions, labelstore expects {spec.partitions}: "
+                "entity keys would map to other partitions than in co-partitioned topics"
+            )
+        for key in REQUIRED_CONFIG_KEYS:
+            wanted, actual = spec.config.get(key), configs[spec.name][key].value
+            if wanted is not None and actual != wanted:
+                raise TopicMismatchError(
+                    f"topic {spec.name} has {key}={actual}, labelstore needs {key}={wanted}: "
+                    f"change it with kafka-configs or use another topic prefix"
+                )

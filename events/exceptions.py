@@ -1,0 +1,26 @@
+"""Errors of the event layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from labelstore.errors import LabelstoreError
+
+if TYPE_CHECKING:
+    from events.delivery import DeliveryFailure
+
+
+class InvalidEventError(LabelstoreError, ValueError):
+    """An event does not match its model; the message lists each wrong field by its path."""
+
+
+class PublishError(LabelstoreError):
+    """One or more events were not delivered to Kafka; ``failures`` says which and why."""
+
+    def __init__(self, message: str, failures: list[DeliveryFailure] | None = None) -> None:
+        super().__init__(message)
+        self.failures = failures or []
+
+
+class TopicMismatchError(LabelstoreError):
+    """A topic exists with settings that labelstore cannot work with."""

@@ -1,0 +1,162 @@
+"""The publishing SDK: typed events into Kafka, keyed by entity, and never lost without a word.
+
+Every event is validated before anything is sent, keyed by ``entity_id`` (so one entity's events
+stay in one partition, in order) and produced by an idempotent producer with ``acks=all`` and the
+murmur2 partitioner that the Java client, aiokafka and Faust use, so every topic keyed by entity is
+co-partitioned with the processor's. The broker's answer reaches the caller: ``publish`` returns a
+future; ``publish_many`` returns reports or raises; ``flush``/``close`` raise for any failure that
+nobody looked at.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from events.delivery import DeliveryFailure, DeliveryReport
+from events.exceptions import PublishError
+from events.models import Event
+from events.wire import EventSerializer, parse_event
+from labelstore.connection import bootstrap_servers
+from labelstore.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """librdkafka settings shared by every labelstore producer."""
+    return {
+        "bootstrap.servers": bootstrap_servers(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        # librdkafka's default is CRC32; murmur2 keeps keys in the partitions Faust/Java expect.
+        "partitioner": "murmur2_random",
+        "linger.ms": settings.kafka.linger_ms,
+        "delivery.timeout.ms": settings.kafka.delivery_timeout_ms,
+        "compression.type": "lz4",
+        **overrides,
+    }
+
+
+class Publisher:
+    """Publishes events; use as a context manager so pending events are flushed on exit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        serializer: EventSerializer | None = None,
+        producer_overrides: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._topics = settings.topics
+        self._serializer = serializer or EventSerializer()
+        self._producer = Producer(producer_config(settings, **dict(producer_overrides or {})))
+        self._unobserved_failures: list[DeliveryFailure] = []
+
+    def publish(self, event: Event | Mapping[str, Any]) -> Future[DeliveryReport]:
+        """Send one event; the future resolves when the broker acknowledged it, or fails."""
+        event = parse_event(event)
+        future: Future[DeliveryReport] = Future()
+
+        def settle(report: DeliveryReport | None, failure: DeliveryFailure | None) -> None:
+            if failure is None:
+                future.set_result(report)
+            else:
+                self._unobserved_failures.append(failure)
+                future.set_exception(PublishError(_describe([failure]), [failure]))
+
+        self._send(event, settle)
+        return future
+
+    def publish_many(self, events: Iterable[Event | Mapping[str, Any]], *, timeout: float | None = None) -> list[DeliveryReport]:
+        """Send a batch and wait for the broker; raise ``PublishError`` if any event failed.
+
+        The whole batch is validated before the first event is sent, so an invalid event
+        leaves no partial batch behind.
+        """
+        batch = [parse_event(event) for event in events]
+        reports: list[DeliveryReport | None] = [None] * len(batch)
+        failures: list[DeliveryFailure] = []
+
+        def collector(index: int) -> Callable[[DeliveryReport | None, DeliveryFailure | None], None]:
+            def settle(report: DeliveryReport | None, failure: DeliveryFailure | None) -> None:
+                if failure is None:
+                    reports[index] = report
+                else:
+                    failures.append(failure)
+
+            return settle
+
+        for index, event in enumerate(batch):
+            self._send(event, collector(index))
+        self._wait(timeout)
+        if failures:
+            raise PublishError(_describe(failures), failures)
+        return reports  # type: ignore[return-value]  # every slot is set once failures is empty
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every pending event; raise for every `publish` that failed since the last flush."""
+        self._wait(timeout)
+        failures, self._unobserved_failures = self._unobserved_failures, []
+        if failures:
+            raise PublishError(_describe(failures), failures)
+
+    def close(self, timeout: float | None = None) -> None:
+        self.flush(timeout)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _send(self, event: Event, settle: Callable[[DeliveryReport | None, DeliveryFailure | None], None]) -> None:
+        topic = self._topics.events_topic(event.entity_type)
+        value = self._serializer.encode(event)
+        callback = _delivery_callback(event, topic, settle)
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=event.entity_id.encode(), on_delivery=callback)
+                break
+            except BufferError:
+                # The local queue is full: serve delivery reports to make room, then retry.
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                error = exc.args[0]
+                failure = DeliveryFailure(event.event_id, topic, error.str(), error.retriable())
+                raise PublishError(_describe([failure]), [failure]) from exc
+        self._producer.poll(0)
+
+    def _wait(self, timeout: float | None) -> None:
+        remaining = self._producer.flush(-1 if timeout is None else timeout)
+        if remaining:
+            raise PublishError(f"{remaining} events still undelivered after {timeout} s; nothing was dropped, call flush() again or raise the timeout")
+
+
+def _delivery_callback(
+    event: Event, topic: str, settle: Callable[[DeliveryReport | None, DeliveryFailure | None], None]
+) -> DeliveryCallback:
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        if error is None:
+            _, timestamp = message.timestamp()
+            settle(DeliveryReport(event.event_id, topic, message.partition(), message.offset(), timestamp), None)
+        else:
+            log.error("event %s not delivered to %s: %s", event.event_id, topic, error.str())
+            settle(None, DeliveryFailure(event.event_id, topic, error.str(), error.retriable()))
+
+    return on_delivery
+
+
+def _describe(failures: list[DeliveryFailure]) -> str:
+    reasons = sorted({f.reason for f in failures})
+    first = failures[0]
+    return (
+        f"{len(failures)} event(s) not delivered (first: {first.event_id} to {first.topic}); "
+        f"reason(s): {'; '.join(reasons)}"
+    )

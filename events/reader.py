@@ -1,0 +1,82 @@
+"""Read a topic from its start to its current end: for tools, checks and tests, not for processing.
+
+It assigns partitions directly (no consumer group, no commits), so reading never disturbs a
+processor's group, and stops once every partition reached the end offset seen at the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from time import monotonic
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from events.models import Event
+from events.wire import EventSerializer
+from labelstore.connection import bootstrap_servers
+from labelstore.errors import LabelstoreError
+from labelstore.settings import Settings
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: Event
+    partition: int
+    offset: int
+    recorded_at_ms: int
+
+
+def read_raw(settings: Settings, topic: str, *, timeout: float = 60.0) -> Iterator[tuple[bytes | None, bytes | None, int, int, int]]:
+    """Yield (key, value, partition, offset, timestamp_ms) of every record now in ``topic``."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap_servers(settings),
+        "group.id": "labelstore-reader",  # required by the client; never joined or committed
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+    })
+    try:
+        ends = _end_offsets(consumer, topic, timeout)
+        remaining = {p: end for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in remaining])
+        deadline = monotonic() + timeout
+        while remaining:
+            if monotonic() > deadline:
+                raise LabelstoreError(f"reading {topic} timed out with partitions {sorted(remaining)} unfinished")
+            messages = consumer.consume(10_000, timeout=0.5)
+            if not messages:
+                # Transaction markers and compaction leave gaps: the position, not the last
+                # record's offset, tells when a partition is done.
+                _drop_finished(consumer, topic, remaining)
+            for message in messages:
+                if message.error():
+                    raise KafkaException(message.error())
+                partition, offset = message.partition(), message.offset()
+                if partition in remaining and offset < remaining[partition]:
+                    yield message.key(), message.value(), partition, offset, message.timestamp()[1]
+                    if offset + 1 >= remaining[partition]:
+                        del remaining[partition]
+    finally:
+        consumer.close()
+
+
+def read_events(settings: Settings, topic: str, *, serializer: EventSerializer | None = None, timeout: float = 60.0) -> Iterator[StoredEvent]:
+    serializer = serializer or EventSerializer()
+    for _, value, partition, offset, timestamp in read_raw(settings, topic, timeout=timeout):
+        yield StoredEvent(serializer.decode(value), partition, offset, timestamp)
+
+
+def _drop_finished(consumer: Consumer, topic: str, remaining: dict[int, int]) -> None:
+    for position in consumer.position([TopicPartition(topic, p) for p in remaining]):
+        if position.offset >= remaining[position.partition]:
+            del remaining[position.partition]
+
+
+def _end_offsets(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
+    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise LabelstoreError(f"topic {topic} does not exist: create it with `labelstore topics create`")
+    return {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+        for p in metadata.partitions
+    }

@@ -1,0 +1,84 @@
+"""One frozen settings object, loaded once at the entry point and passed down.
+
+Environment variables use the ``LABELSTORE_`` prefix and ``__`` for nesting, for example
+``LABELSTORE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``LABELSTORE_TOPICS__PREFIX=test.``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_VERSION = "4.3.1"
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    """How to reach the cluster and how producers behave on it."""
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port list; unset means the local broker started by `labelstore kafka up`",
+    )
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    partitions: int = Field(default=6, ge=1)
+    delivery_timeout_ms: int = Field(
+        default=120_000, ge=1_000, description="how long a publish may retry before it fails"
+    )
+    linger_ms: int = Field(default=5, ge=0)
+
+
+class TopicSettings(_Group):
+    """Topic names; ``prefix`` isolates environments (and tests) on one cluster."""
+
+    prefix: str = ""
+    entity_topics: dict[str, str] = Field(
+        default_factory=lambda: {"order": "orders.events", "content": "content.events"}
+    )
+    label_versions: str = "labels.versions"
+    label_latest: str = "labels.latest"
+    dead_letter: str = "events.dlq"
+
+    def events_topic(self, entity_type: str) -> str:
+        try:
+            return self.prefix + self.entity_topics[entity_type]
+        except KeyError:
+            known = ", ".join(sorted(self.entity_topics))
+            raise KeyError(f"no topic for entity type {entity_type!r}; known: {known}") from None
+
+    @property
+    def label_versions_topic(self) -> str:
+        return self.prefix + self.label_versions
+
+    @property
+    def label_latest_topic(self) -> str:
+        return self.prefix + self.label_latest
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.prefix + self.dead_letter
+
+
+class LocalKafkaSettings(_Group):
+    """The broker labelstore runs by itself from Maven Central jars."""
+
+    version: str = KAFKA_VERSION
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "labelstore")
+    state_dir: Path = Field(default_factory=lambda: Path(".labelstore") / "kafka")
+    heap: str = "512m"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LABELSTORE_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    topics: TopicSettings = Field(default_factory=TopicSettings)
+    local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)

@@ -1,0 +1,107 @@
+"""Avro single-object encoding: ``C3 01`` + 8-byte CRC-64-AVRO fingerprint + binary body.
+
+The fingerprint names the writer's schema, so a reader needs no registry server: it looks the
+writer up among the schemas it knows (current and released) and resolves the record to its own
+current schema by Avro's rules. This is the only module that calls fastavro's encoder and decoder;
+library errors leave it as labelstore errors that say what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.validation import ValidationError, validate
+
+from schemas.catalog import EventSchema, SchemaSet, load_schema_set
+from schemas.exceptions import (
+    CorruptMessageError,
+    EncodeError,
+    UnknownEventTypeError,
+    UnknownSchemaError,
+    UnresolvableSchemaError,
+)
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    entity_type: str
+    event_type: str
+    record: dict[str, Any]
+    writer_fingerprint: bytes
+
+
+class AvroCodec:
+    """Encodes event records with the current schemas; decodes any known writer's records."""
+
+    def __init__(self, schema_set: SchemaSet | None = None) -> None:
+        self.schema_set = schema_set or load_schema_set()
+        self._writers = {fp: (s, parse_schema(dict(s.schema))) for fp, s in self.schema_set.writers().items()}
+        self._current_by_name = {s.name: s for s in self.schema_set.current.values()}
+
+    def encode(self, event_type: str, record: Mapping[str, Any]) -> bytes:
+        event_schema = self.schema_set.event_schema(event_type)
+        _, parsed = self._writers[event_schema.fingerprint]
+        buffer = BytesIO()
+        buffer.write(MAGIC + event_schema.fingerprint)
+        try:
+            schemaless_writer(buffer, parsed, record)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise EncodeError(f"{event_type}: {self._explain(parsed, record, exc)}") from exc
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> DecodedEvent:
+        writer, writer_parsed = self._writer_of(data)
+        current = self._current_by_name.get(writer.name)
+        if current is None:
+            raise UnknownEventTypeError(
+                f"event type {writer.event_type!r} (schema {writer.name}) is not known to this reader; "
+                "upgrade labelstore to read it"
+            )
+        reader_parsed = None if current.fingerprint == writer.fingerprint else self._writers[current.fingerprint][1]
+        body = BytesIO(data)
+        body.seek(HEADER_SIZE)
+        try:
+            record = schemaless_reader(body, writer_parsed, reader_parsed)
+        except SchemaResolutionError as exc:
+            raise UnresolvableSchemaError(
+                f"{writer.event_type} written with schema {writer.fingerprint.hex()} cannot be read "
+                f"as {current.fingerprint.hex()}: {exc}"
+            ) from exc
+        except (EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError) as exc:
+            raise CorruptMessageError(f"body of a {writer.event_type} record does not decode: {exc!r}") from exc
+        if body.tell() != len(data):
+            raise CorruptMessageError(
+                f"{len(data) - body.tell()} trailing bytes after a {writer.event_type} record"
+            )
+        return DecodedEvent(current.entity_type, current.event_type, record, writer.fingerprint)
+
+    def _writer_of(self, data: bytes) -> tuple[EventSchema, Any]:
+        if len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise CorruptMessageError(
+                f"not Avro single-object encoding: expected magic C3 01 and a 10-byte header, "
+                f"got {data[:HEADER_SIZE].hex(' ') or 'no bytes'}"
+            )
+        fingerprint = bytes(data[2:HEADER_SIZE])
+        try:
+            return self._writers[fingerprint]
+        except KeyError:
+            raise UnknownSchemaError(
+                f"unknown writer schema fingerprint {fingerprint.hex()}; "
+                "it was written by a schema this reader never saw (check schemas/history)"
+            ) from None
+
+    @staticmethod
+    def _explain(parsed: Any, record: Mapping[str, Any], exc: Exception) -> str:
+        try:
+            validate(record, parsed, raise_errors=True)
+        except ValidationError as invalid:
+            return "; ".join(str(e) for e in invalid.errors)
+        return str(exc)
