@@ -1,0 +1,45 @@
+"""A label rule: a name, a version and a DuckDB SQL expression over an entity's state fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from labelstore.rules.exceptions import InvalidRuleError
+
+BUILTIN_RULES_DIR = Path(__file__).parent / "builtin"
+ValueType = Literal["string", "boolean", "long", "double"]
+
+
+class LabelRule(BaseModel):
+    """The expression returns the label's value, or NULL to abstain (no label)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)
+    version: int = Field(ge=1)
+    entity_type: str
+    expression: str = Field(min_length=1)
+    value_type: ValueType = "string"
+    description: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def parse_rule(text: str, *, origin: str = "<rule>") -> LabelRule:
+    try:
+        return LabelRule.model_validate(yaml.safe_load(text))
+    except yaml.YAMLError as exc:
+        raise InvalidRuleError(f"{origin}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)]
+        raise InvalidRuleError(f"{origin}: " + "; ".join(problems)) from exc
+
+
+def load_rules(directory: Path = BUILTIN_RULES_DIR) -> list[LabelRule]:
+    return [parse_rule(path.read_text(), origin=path.name) for path in sorted(directory.glob("*.yaml"))]
