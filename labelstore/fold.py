@@ -81,7 +81,7 @@ def _compile(operation: FieldOperation, declaration: EntityDeclaration) -> Step:
 
 def _reader(path: str, field_type: str) -> Callable[[Mapping[str, Any]], Any]:
     parts = tuple(path.split("."))
-    convert = _to_epoch_ms if field_type == "timestamp" else None
+    convert = to_epoch_ms if field_type == "timestamp" else None
 
     def read(record: Mapping[str, Any]) -> Any:
         value: Any = record
@@ -98,7 +98,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)
 
 
-def _to_epoch_ms(value: datetime | int) -> int:
+def to_epoch_ms(value: datetime | int) -> int:
+    """Epoch milliseconds (UTC) of an Avro timestamp-millis value, as fastavro returns it."""
     # Integer arithmetic: float timestamps can land a millisecond off.
     return value if isinstance(value, int) else (value - EPOCH) // MILLISECOND
 

@@ -1,0 +1,103 @@
+"""Label versions: what a label became, when, why, and under which rule version.
+
+A version is emitted only when a label's value changes. Its ``version_id`` is derived from the
+entity, the label, the rule version and the causing event, so replaying the same events yields the
+same ids: any reader deduplicates by ``version_id`` and a retried write never becomes a second
+version. The online processor and the offline backfill both build versions with ``label_changes``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID, uuid5
+
+from pydantic import BaseModel, ConfigDict
+
+from labelstore.rules.model import LabelRule
+
+VERSION_NAMESPACE = UUID("6f1c7c1e-2b1a-5d38-9a57-0d5b3c1f2e41")
+LabelValue = str | bool | int | float | None
+
+
+class Cause(BaseModel):
+    """The event that caused a change, and where it sits in the log."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: UUID
+    topic: str
+    partition: int
+    offset: int
+
+
+class LabelVersion(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version_id: UUID
+    entity_type: str
+    entity_id: str
+    label: str
+    rule_version: int
+    value: LabelValue
+    previous_value: LabelValue
+    event_time: int  # epoch ms, business time of the causing event
+    recorded_at: int  # epoch ms, broker log-append time of the causing event
+    caused_by: Cause
+
+    @property
+    def latest_key(self) -> bytes:
+        """Key on the compacted latest-label topic: one record per entity and label."""
+        return latest_key(self.entity_type, self.label, self.entity_id)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> LabelVersion:
+        return cls.model_validate_json(data)
+
+
+def latest_key(entity_type: str, label: str, entity_id: str) -> bytes:
+    # entity_id goes last: it is the only part that may contain the separator.
+    return f"{entity_type}/{label}/{entity_id}".encode()
+
+
+def version_id(entity_type: str, entity_id: str, label: str, rule_version: int, event_id: UUID) -> UUID:
+    return uuid5(VERSION_NAMESPACE, f"{entity_type}\x1f{entity_id}\x1f{label}\x1f{rule_version}\x1f{event_id}")
+
+
+def label_changes(
+    entity_type: str,
+    entity_id: str,
+    rules: Sequence[LabelRule],
+    values: Sequence[LabelValue],
+    current: Mapping[str, Mapping[str, Any]],
+    *,
+    event_time: int,
+    recorded_at: int,
+    cause: Cause,
+) -> list[LabelVersion]:
+    """The versions one event causes: one per label whose value differs from ``current``.
+
+    ``current`` maps a label to its latest version as a dict (``value`` at least); a label with no
+    version yet counts as NULL, so a rule that abstains emits nothing.
+    """
+    changes = []
+    for rule, value in zip(rules, values, strict=True):
+        previous = current.get(rule.name, {}).get("value")
+        if value == previous and type(value) is type(previous):
+            continue
+        changes.append(LabelVersion(
+            version_id=version_id(entity_type, entity_id, rule.name, rule.version, cause.event_id),
+            entity_type=entity_type, entity_id=entity_id, label=rule.name, rule_version=rule.version,
+            value=value, previous_value=previous, event_time=event_time, recorded_at=recorded_at, caused_by=cause,
+        ))
+    return changes
+
+
+def as_current(version: LabelVersion) -> dict[str, Any]:
+    """What an entity keeps of its latest version of a label (also what the endpoint returns)."""
+    return json.loads(version.model_dump_json(include={"value", "rule_version", "version_id", "event_time",
+                                                       "recorded_at", "caused_by"}))

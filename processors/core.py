@@ -1,0 +1,164 @@
+"""The label processor's logic, free of any stream framework: a batch of raw Kafka messages of one
+entity topic, plus the stored records of their entities, in; new entity records, label versions
+and dead letters out.
+
+Steps for each batch:
+1. decode and check every message; bad ones become dead letters with the reason;
+2. fold each good event into its entity's state, skipping events the stored record already holds
+   (a replay after a crash);
+3. evaluate the label rules once for all new states (DuckDB, one query);
+4. walk the states in log order and emit a version for every label whose value changed.
+
+The caller must make the versions and dead letters durable *before* it stores the entity records:
+then a record in the store implies its versions are in Kafka, and a replay re-emits (same
+``version_id``) rather than loses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from events.models import EVENT_MODELS
+from events.wire import describe_validation_error
+from labelstore.declarations import EntityDeclaration
+from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
+from labelstore.labels import Cause, LabelVersion, as_current, label_changes
+from labelstore.rules.evaluation import RuleEvaluator
+from labelstore.rules.model import LabelRule
+from schemas.codec import AvroCodec, DecodedEvent
+from schemas.exceptions import DecodeError
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    message: RawMessage
+    error_type: str
+    reason: str
+
+
+@dataclass
+class BatchResult:
+    records: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    versions: list[LabelVersion] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    skipped_replays: int = 0
+
+
+@dataclass(frozen=True)
+class _Folded:
+    key: bytes
+    state: State
+    message: RawMessage
+    decoded: DecodedEvent
+    event_time: int
+
+
+class EntityProcessor:
+    """Processes batches of one entity type's event topic."""
+
+    def __init__(self, declaration: EntityDeclaration, rules: Sequence[LabelRule], *,
+                 codec: AvroCodec | None = None, validate_payloads: bool = True) -> None:
+        self.entity_type = declaration.entity_type
+        self.fold = EntityFold(declaration)
+        self.rules = tuple(rules)
+        self.evaluator = RuleEvaluator(declaration, self.rules)
+        self.codec = codec or AvroCodec()
+        self.validate_payloads = validate_payloads
+
+    def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None]) -> BatchResult:
+        result = BatchResult()
+        folded = self._fold_batch(batch, stored, result)
+        values = self.evaluator.evaluate([f.state for f in folded])
+        for item, row in zip(folded, values, strict=True):
+            record = result.records[item.key]
+            versions = label_changes(
+                self.entity_type, item.decoded.record["entity_id"], self.rules, row, record["labels"],
+                event_time=item.event_time, recorded_at=item.message.timestamp_ms,
+                cause=Cause(event_id=item.decoded.record["event_id"], topic=item.message.topic,
+                            partition=item.message.partition, offset=item.message.offset),
+            )
+            for version in versions:
+                record["labels"][version.label] = as_current(version)
+            result.versions.extend(versions)
+        return result
+
+    def _fold_batch(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None],
+                    result: BatchResult) -> list[_Folded]:
+        folded = []
+        for message in batch:
+            decoded = self._decode(message, result)
+            if decoded is None:
+                continue
+            key = message.key
+            record = result.records.get(key) or _copy(stored(key)) or new_record(self.fold.initial_state())
+            if message.offset <= record["offset"]:
+                result.skipped_replays += 1
+                continue
+            try:
+                state = self.fold.apply(record["state"], decoded.event_type, decoded.record)
+            except UnfoldableEventError as exc:
+                result.dead_letters.append(DeadLetter(message, "unfoldable-event", str(exc)))
+                continue
+            record["state"], record["offset"] = state, message.offset
+            result.records[key] = record
+            folded.append(_Folded(key, state, message, decoded, to_epoch_ms(decoded.record["event_time"])))
+        return folded
+
+    def _decode(self, message: RawMessage, result: BatchResult) -> DecodedEvent | None:
+        def reject(error_type: str, reason: str) -> None:
+            result.dead_letters.append(DeadLetter(message, error_type, reason))
+
+        if not message.key:
+            return reject("missing-key", "message has no key; events must be keyed by entity_id")
+        if message.value is None:
+            return reject("missing-value", "message has no value")
+        try:
+            decoded = self.codec.decode(message.value)
+        except DecodeError as exc:
+            return reject(type(exc).__name__, str(exc))
+        if decoded.entity_type != self.entity_type:
+            return reject("wrong-entity-type", f"a {decoded.entity_type} event on the {self.entity_type} topic")
+        if decoded.record["entity_id"].encode() != message.key:
+            return reject("key-mismatch", f"key {message.key!r} is not the event's entity_id {decoded.record['entity_id']!r}")
+        if self.validate_payloads:
+            try:
+                EVENT_MODELS[decoded.event_type].model_validate(decoded.record)
+            except ValidationError as exc:
+                return reject("invalid-event", describe_validation_error(decoded.event_type, exc))
+        return decoded
+
+
+def new_record(initial_state: State) -> dict[str, Any]:
+    """What the processor stores per entity: its state, its current labels, the last offset folded."""
+    return {"state": initial_state, "labels": {}, "offset": -1}
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def decode_record(data: bytes | None) -> dict[str, Any] | None:
+    return None if data is None else json.loads(data)
+
+
+def _copy(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {"state": dict(record["state"]), "labels": dict(record["labels"]), "offset": record["offset"]}
+
