@@ -7,6 +7,7 @@ Environment variables use the ``LABELSTORE_`` prefix and ``__`` for nesting, for
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,22 @@ class LocalKafkaSettings(_Group):
     heap: str = "512m"
 
 
+class ProcessorSettings(_Group):
+    """The real-time label processor (a Faust app)."""
+
+    app_id: str = "labelstore-processor"
+    transport: Literal["aiokafka", "confluent"] = "aiokafka"
+    store: str = Field(default="memory://", description="memory:// or rocksdb:// (needs rocksdict)")
+    data_dir: Path = Field(default_factory=lambda: Path(".labelstore") / "processor")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    batch_size: int = Field(default=1_000, ge=1, description="events per micro-batch, at most")
+    batch_within_s: float = Field(default=0.01, gt=0, description="wait at most this long to fill a batch")
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    validate_payloads: bool = True
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LABELSTORE_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -82,3 +99,4 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
+    processor: ProcessorSettings = Field(default_factory=ProcessorSettings)

@@ -1,0 +1,143 @@
+"""The Faust app: thin agents that feed micro-batches of raw event bytes to ``EntityProcessor``.
+
+One agent and one changelogged table per entity type. Streams carry raw bytes (no Faust
+serialization on the hot path); each batch is decoded, folded and evaluated at once. Outputs go
+out before the state is stored, so the table never runs ahead of the label versions in Kafka (see
+``processors.core``). Nothing happens at import time: ``create_app(settings)`` builds everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import faust
+
+from labelstore.connection import bootstrap_servers
+from labelstore.declarations import EntityDeclaration, load_declarations
+from labelstore.rules.model import LabelRule, load_rules
+from labelstore.settings import Settings
+from processors.core import EntityProcessor, RawMessage, decode_record, encode_record
+from processors.dead_letters import dead_letter_headers
+from processors.web import register_label_pages
+
+log = logging.getLogger("labelstore.processor")
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+RAW_TABLE = {"key_type": bytes, "value_type": bytes}  # a bytes-typed table stores keys and values as they are
+
+
+def create_app(
+    settings: Settings,
+    *,
+    declarations: Mapping[str, EntityDeclaration] | None = None,
+    rules: Sequence[LabelRule] | None = None,
+) -> faust.App:
+    declarations = declarations or load_declarations()
+    rules = load_rules() if rules is None else rules
+    app = _faust_app(settings)
+    outputs = _output_topics(app, settings)
+    counters: Counter[str] = Counter()
+    tables = {}
+    for entity_type, declaration in declarations.items():
+        entity_rules = [rule for rule in rules if rule.entity_type == entity_type]
+        processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads)
+        tables[entity_type] = app.Table(
+            f"{entity_type}-state", partitions=settings.kafka.partitions, use_partitioner=True, **RAW_TABLE
+        )
+        source = app.topic(settings.topics.events_topic(entity_type), partitions=settings.kafka.partitions, **RAW)
+        app.agent(source, name=f"label-{entity_type}")(
+            _agent(processor, tables[entity_type], outputs, counters, settings.processor)
+        )
+    register_label_pages(app, tables)
+
+    @app.timer(interval=10.0)
+    async def report_counts() -> None:
+        if counters:
+            log.info("processed %s", dict(counters))
+
+    app.labelstore_counters = counters  # type: ignore[attr-defined]  # read by tests and the CLI
+    return app
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    conf = settings.processor
+    scheme = "kafka" if conf.transport == "aiokafka" else "confluent"
+    brokers = ";".join(f"{scheme}://{server}" for server in bootstrap_servers(settings).split(","))
+    datadir = conf.data_dir / f"worker-{conf.web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.topics.prefix + conf.app_id,
+        broker=brokers,
+        store=conf.store,
+        datadir=str(datadir),
+        autodiscover=False,
+        processing_guarantee=conf.processing_guarantee,
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=conf.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, conf.session_timeout_s / 3),
+        producer_linger=0.005,
+        producer_max_batch_size=1_048_576,
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=conf.web_host,
+        web_port=conf.web_port,
+        web_in_thread=False,
+    )
+
+
+def _output_topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT]:
+    topics = settings.topics
+    return {
+        "versions": app.topic(topics.label_versions_topic, **RAW),
+        "latest": app.topic(topics.label_latest_topic, **RAW),
+        "dead_letters": app.topic(topics.dead_letter_topic, **RAW),
+    }
+
+
+def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.TopicT],
+           counters: Counter[str], conf: Any):
+    entity_type = processor.entity_type
+
+    async def process(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(conf.batch_size, within=conf.batch_within_s):
+            batch = [_raw(event.message) for event in events]
+            result = processor.process(batch, lambda key: decode_record(table.get(key)))
+            # 1. versions and dead letters become durable, 2. then the state is stored.
+            await _send_and_wait(outputs, result)
+            for key, record in result.records.items():
+                table[key] = encode_record(record)
+            counters[f"{entity_type}.events"] += len(batch)
+            counters[f"{entity_type}.versions"] += len(result.versions)
+            counters[f"{entity_type}.dead_letters"] += len(result.dead_letters)
+            counters[f"{entity_type}.replays_skipped"] += result.skipped_replays
+            for dead in result.dead_letters:
+                log.warning("dead letter %s/%s@%s: %s", dead.message.topic, dead.message.partition,
+                            dead.message.offset, dead.reason.splitlines()[0])
+
+    process.__name__ = f"label_{entity_type}"
+    return process
+
+
+async def _send_and_wait(outputs: Mapping[str, faust.TopicT], result: Any) -> None:
+    pending = []
+    for version in result.versions:
+        value = version.to_json()
+        pending.append(await outputs["versions"].send(key=version.entity_id.encode(), value=value))
+        pending.append(await outputs["latest"].send(key=version.latest_key, value=value))
+    for dead in result.dead_letters:
+        pending.append(await outputs["dead_letters"].send(
+            key=dead.message.key, value=dead.message.value, headers=dead_letter_headers(dead)))
+    if pending:
+        await asyncio.gather(*pending)
+
+
+def _raw(message: Any) -> RawMessage:
+    # Faust gives the broker timestamp in seconds (float); the log-append time is exact in ms.
+    return RawMessage(message.topic, message.partition, message.offset, round(message.timestamp * 1000),
+                      message.key, message.value, tuple(message.headers or ()))

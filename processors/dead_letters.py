@@ -1,0 +1,24 @@
+"""How a rejected message travels to the dead-letter topic: original key, value and headers,
+plus headers saying why and where it came from, so it can be inspected and replayed."""
+
+from __future__ import annotations
+
+from processors.core import DeadLetter
+
+ERROR_TYPE = "labelstore.error.type"
+ERROR_REASON = "labelstore.error.reason"
+SOURCE_TOPIC = "labelstore.source.topic"
+SOURCE_PARTITION = "labelstore.source.partition"
+SOURCE_OFFSET = "labelstore.source.offset"
+
+
+def dead_letter_headers(dead: DeadLetter) -> list[tuple[str, bytes]]:
+    message = dead.message
+    return [
+        *message.headers,
+        (ERROR_TYPE, dead.error_type.encode()),
+        (ERROR_REASON, dead.reason.encode()),
+        (SOURCE_TOPIC, message.topic.encode()),
+        (SOURCE_PARTITION, str(message.partition).encode()),
+        (SOURCE_OFFSET, str(message.offset).encode()),
+    ]

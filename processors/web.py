@@ -1,0 +1,34 @@
+"""The latest labels of an entity over HTTP, answered by the worker that owns the entity.
+
+    GET /labels/<entity_type>/<entity_id>/  ->  {"entity_type", "entity_id", "labels": {name: {...}}}
+
+Each label carries its value, rule version, since when (event_time and recorded_at) and the event
+that caused it. A request reaching another worker is forwarded to the owner of the entity's
+partition (Faust's table routing, on the same murmur2 partitioner as the producers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from processors.core import decode_record
+
+
+def register_label_pages(app: faust.App, tables: Mapping[str, Any]) -> None:
+    for entity_type, table in tables.items():
+        _register(app, entity_type, table)
+
+
+def _register(app: faust.App, entity_type: str, table: Any) -> None:
+    @app.page(f"/labels/{entity_type}/{{entity_id}}/", name=f"labels-{entity_type}")
+    class LatestLabels(View):
+        @app.table_route(table=table, match_info="entity_id")
+        async def get(self, request: Request, entity_id: str) -> Response:
+            record = decode_record(table.get(entity_id.encode()))
+            if record is None:
+                return self.json({"error": f"no events seen for {entity_type} {entity_id!r}"}, status=404)
+            return self.json({"entity_type": entity_type, "entity_id": entity_id, "labels": record["labels"]})
