@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from labelstore.errors import LabelstoreError
 
 if TYPE_CHECKING:
-    from events.delivery import DeliveryFailure
+    from events.delivery import DeliveryFailure, DeliveryReport
 
 
 class InvalidEventError(LabelstoreError, ValueError):
@@ -15,11 +15,21 @@ class InvalidEventError(LabelstoreError, ValueError):
 
 
 class PublishError(LabelstoreError):
-    """One or more events were not delivered to Kafka; ``failures`` says which and why."""
+    """One or more events were not delivered to Kafka.
 
-    def __init__(self, message: str, failures: list[DeliveryFailure] | None = None) -> None:
+    ``failures`` says which and why; ``delivered`` holds the reports of the batch's events that
+    the broker did acknowledge, so a caller can retry exactly the rest.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        failures: list[DeliveryFailure] | None = None,
+        delivered: list[DeliveryReport] | None = None,
+    ) -> None:
         super().__init__(message)
         self.failures = failures or []
+        self.delivered = delivered or []
 
 
 class TopicMismatchError(LabelstoreError):

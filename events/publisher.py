@@ -11,6 +11,7 @@ nobody looked at.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from typing import Any
@@ -58,6 +59,11 @@ class Publisher:
         self._serializer = serializer or EventSerializer()
         self._producer = Producer(producer_config(settings, **dict(producer_overrides or {})))
         self._unobserved_failures: list[DeliveryFailure] = []
+        # Delivery reports arrive only when the client is polled: a background poller lets a
+        # caller wait on a future without flushing.
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll_until_closed, name="labelstore-publisher-poll", daemon=True)
+        self._poller.start()
 
     def publish(self, event: Event | Mapping[str, Any]) -> Future[DeliveryReport]:
         """Send one event; the future resolves when the broker acknowledged it, or fails."""
@@ -97,7 +103,8 @@ class Publisher:
             self._send(event, collector(index))
         self._wait(timeout)
         if failures:
-            raise PublishError(_describe(failures), failures)
+            delivered = [report for report in reports if report is not None]
+            raise PublishError(_describe(failures), failures, delivered)
         return reports  # type: ignore[return-value]  # every slot is set once failures is empty
 
     def flush(self, timeout: float | None = None) -> None:
@@ -108,7 +115,15 @@ class Publisher:
             raise PublishError(_describe(failures), failures)
 
     def close(self, timeout: float | None = None) -> None:
-        self.flush(timeout)
+        try:
+            self.flush(timeout)
+        finally:
+            self._closed.set()
+            self._poller.join()
+
+    def _poll_until_closed(self) -> None:
+        while not self._closed.is_set():
+            self._producer.poll(0.05)
 
     def __enter__(self) -> Publisher:
         return self
@@ -147,7 +162,7 @@ def _delivery_callback(
             _, timestamp = message.timestamp()
             settle(DeliveryReport(event.event_id, topic, message.partition(), message.offset(), timestamp), None)
         else:
-            log.error("event %s not delivered to %s: %s", event.event_id, topic, error.str())
+            log.debug("event %s not delivered to %s: %s", event.event_id, topic, error.str())
             settle(None, DeliveryFailure(event.event_id, topic, error.str(), error.retriable()))
 
     return on_delivery

@@ -27,8 +27,11 @@ class StoredEvent:
     recorded_at_ms: int
 
 
-def read_raw(settings: Settings, topic: str, *, timeout: float = 60.0) -> Iterator[tuple[bytes | None, bytes | None, int, int, int]]:
-    """Yield (key, value, partition, offset, timestamp_ms) of every record now in ``topic``."""
+RawRecord = tuple[bytes | None, bytes | None, int, int, int, list[tuple[str, bytes]]]
+
+
+def read_raw(settings: Settings, topic: str, *, timeout: float = 60.0) -> Iterator[RawRecord]:
+    """Yield (key, value, partition, offset, timestamp_ms, headers) of every record now in ``topic``."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap_servers(settings),
         "group.id": "labelstore-reader",  # required by the client; never joined or committed
@@ -53,7 +56,8 @@ def read_raw(settings: Settings, topic: str, *, timeout: float = 60.0) -> Iterat
                     raise KafkaException(message.error())
                 partition, offset = message.partition(), message.offset()
                 if partition in remaining and offset < remaining[partition]:
-                    yield message.key(), message.value(), partition, offset, message.timestamp()[1]
+                    yield (message.key(), message.value(), partition, offset, message.timestamp()[1],
+                           message.headers() or [])
                     if offset + 1 >= remaining[partition]:
                         del remaining[partition]
     finally:
@@ -62,7 +66,7 @@ def read_raw(settings: Settings, topic: str, *, timeout: float = 60.0) -> Iterat
 
 def read_events(settings: Settings, topic: str, *, serializer: EventSerializer | None = None, timeout: float = 60.0) -> Iterator[StoredEvent]:
     serializer = serializer or EventSerializer()
-    for _, value, partition, offset, timestamp in read_raw(settings, topic, timeout=timeout):
+    for _, value, partition, offset, timestamp, _ in read_raw(settings, topic, timeout=timeout):
         yield StoredEvent(serializer.decode(value), partition, offset, timestamp)
 
 

@@ -6,6 +6,7 @@ Environment variables use the ``LABELSTORE_`` prefix and ``__`` for nesting, for
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -100,3 +101,13 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+
+    def to_environment(self) -> dict[str, str]:
+        """These settings as ``LABELSTORE_*`` variables, to hand to a child process."""
+        environment = {}
+        for group, values in self.model_dump(mode="json").items():
+            for name, value in values.items():
+                if value is not None:
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    environment[f"LABELSTORE_{group.upper()}__{name.upper()}"] = text
+        return environment

@@ -1,0 +1,27 @@
+"""The `labelstore` command. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from labelstore.cli.demo import demo_app
+from labelstore.cli.kafka import kafka_app
+from labelstore.cli.process import process
+from labelstore.cli.schemas import schemas_app
+from labelstore.cli.topics import topics_app
+
+app = typer.Typer(
+    name="labelstore",
+    help="Event-sourced label store for machine-learning training labels, on Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
+app.add_typer(demo_app, name="demo")
+app.command("process")(process)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,104 @@
+"""Publishing on a real broker: round trips, per-entity order, exactly-once arrival, refusals."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+
+from events.demo import generate
+from events.exceptions import InvalidEventError
+from events.models import OrderClassified, OrderTagged
+from events.publisher import Publisher
+from events.reader import read_events, read_raw
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def faust_partition(key: bytes, partitions: int) -> int:
+    """The partition aiokafka, and so Faust, picks for a key (the Java client's murmur2)."""
+    every = list(range(partitions))
+    return DefaultPartitioner()(key, every, every)
+
+
+def read_all(settings):
+    return [stored for entity in settings.topics.entity_topics
+            for stored in read_events(settings, settings.topics.events_topic(entity))]
+
+
+def test_every_event_type_round_trips(settings):
+    one_of_each = {}
+    for event in generate(400, 200, seed=3):
+        one_of_each.setdefault(event.event_type, event)
+    with Publisher(settings) as publisher:
+        reports = publisher.publish_many(one_of_each.values())
+    stored = read_all(settings)
+    assert {s.event for s in stored} == set(one_of_each.values())
+    assert len(stored) == len(one_of_each) == 11
+    by_id = {s.event.event_id: s for s in stored}
+    for report in reports:
+        assert (by_id[report.event_id].partition, by_id[report.event_id].offset) == (report.partition, report.offset)
+        # LogAppendTime: the broker's clock, not the event's business time
+        assert by_id[report.event_id].recorded_at_ms == report.recorded_at_ms
+        assert abs(report.recorded_at_ms / 1000 - datetime.now(UTC).timestamp()) < 120
+
+
+def test_single_publish_returns_the_broker_report(settings):
+    event = OrderClassified(entity_id="order-a", event_time=T0, source="risk",
+                            payload={"classification": "FRAUD", "model_score": 0.9, "model_version": "v1"})
+    with Publisher(settings) as publisher:
+        report = publisher.publish(event).result(timeout=30)
+    assert report.event_id == event.event_id
+    assert report.topic == settings.topics.events_topic("order")
+    assert report.partition == faust_partition(b"order-a", settings.kafka.partitions)
+    assert report.offset == 0
+
+
+def test_per_entity_order_is_kept_for_10k_entities(settings):
+    entities, per_entity = 10_000, 5
+    events = [
+        OrderTagged(entity_id=f"order-{e:05d}", event_time=T0 + timedelta(seconds=step), source="test",
+                    payload={"tag": f"step-{step}", "team": "test"})
+        for step in range(per_entity) for e in range(entities)
+    ]
+    with Publisher(settings) as publisher:
+        publisher.publish_many(events)
+    seen = defaultdict(list)
+    partitions = defaultdict(set)
+    for stored in read_all(settings):
+        seen[stored.event.entity_id].append(stored.event.payload.tag)
+        partitions[stored.event.entity_id].add(stored.partition)
+    assert len(seen) == entities
+    assert all(tags == [f"step-{s}" for s in range(per_entity)] for tags in seen.values())
+    # each entity in one partition, the one Faust/aiokafka/Java pick for its key (co-partitioning)
+    for entity_id, used in partitions.items():
+        assert used == {faust_partition(entity_id.encode(), settings.kafka.partitions)}
+    assert len(set().union(*partitions.values())) == settings.kafka.partitions
+
+
+def test_100k_events_arrive_exactly_once(settings):
+    events = list(itertools.islice(generate(45_000, 5_000, seed=11), 100_000))
+    assert len(events) == 100_000
+    with Publisher(settings) as publisher:
+        reports = publisher.publish_many(events)
+    assert len({(r.topic, r.partition, r.offset) for r in reports}) == 100_000
+    ids = [stored.event.event_id for stored in read_all(settings)]
+    assert len(ids) == 100_000
+    assert set(ids) == {event.event_id for event in events}
+
+
+def test_invalid_event_is_refused_before_sending(settings):
+    good = {"event_type": "OrderClassified", "entity_id": "order-1", "event_time": T0, "source": "risk",
+            "payload": {"classification": "FRAUD", "model_score": 0.4, "model_version": "v1"}}
+    bad = {**good, "entity_id": "order-2", "payload": {**good["payload"], "model_score": "high"}}
+    with Publisher(settings) as publisher:
+        with pytest.raises(InvalidEventError, match=r"OrderClassified\.payload\.model_score: .*'high'"):
+            publisher.publish(bad)
+        with pytest.raises(InvalidEventError, match=r"event_type: 'OrderShipped' is not an event type"):
+            publisher.publish({**good, "event_type": "OrderShipped"})
+        with pytest.raises(InvalidEventError, match=r"model_score"):
+            publisher.publish_many([good, bad])  # the valid one is not sent either
+    assert list(read_raw(settings, settings.topics.events_topic("order"))) == []

@@ -1,0 +1,61 @@
+"""A broker that dies mid-publish: every event is either acknowledged or reported failed."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+from events.admin import ensure_topics
+from events.demo import generate
+from events.exceptions import PublishError
+from events.publisher import Publisher
+from events.reader import read_raw
+from labelstore.settings import LocalKafkaSettings
+from tests.conftest import settings_for
+
+pytestmark = pytest.mark.fault
+
+
+@pytest.fixture
+def own_broker(tmp_path):
+    """A broker of this test's own: the session broker must survive for the other tests."""
+    from labelstore.localkafka import LocalKafkaCluster
+
+    cluster = LocalKafkaCluster(LocalKafkaSettings(), nodes=1, data_dir=tmp_path / "kafka")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def test_broker_killed_mid_publish_fails_loudly_and_loses_nothing(own_broker):
+    settings = settings_for(own_broker.bootstrap_servers, delivery_timeout_ms=5_000)
+    ensure_topics(settings)
+    events = list(itertools.islice(generate(60_000, 0, seed=2), 120_000))
+    publisher = Publisher(settings)
+    publisher.publish_many(events[:1_000])  # the broker is healthy
+
+    killer = threading.Timer(0.3, own_broker.stop_node, args=(0,), kwargs={"kill": True})
+    killer.start()
+    with pytest.raises(PublishError) as raised:
+        publisher.publish_many(events[1_000:], timeout=60)
+    killer.join()
+
+    error = raised.value
+    batch_ids = {event.event_id for event in events[1_000:]}
+    delivered_ids = {report.event_id for report in error.delivered}
+    failed_ids = {failure.event_id for failure in error.failures}
+    assert failed_ids, "the broker died: some events must be reported failed"
+    assert delivered_ids | failed_ids == batch_ids and not delivered_ids & failed_ids
+    assert "timed out" in str(error).lower()
+
+    # Acknowledged means durable: after a restart, every acknowledged event is in the log.
+    own_broker.start_node(0)
+    from events.wire import EventSerializer
+
+    serializer = EventSerializer()
+    logged = {serializer.decode(value).event_id
+              for _, value, *_ in read_raw(settings, settings.topics.events_topic("order"))}
+    assert delivered_ids <= logged
+    assert logged <= batch_ids | {event.event_id for event in events[:1_000]}

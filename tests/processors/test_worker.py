@@ -1,0 +1,142 @@
+"""A real worker process on the session broker: labels change as events arrive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+from confluent_kafka import Producer
+
+from events.admin import ensure_topics
+from events.models import ManualReviewDecided, OrderUpdated
+from events.publisher import Publisher, producer_config
+from events.reader import read_raw
+from processors.client import LatestLabelsClient
+from processors.dead_letters import ERROR_TYPE, SOURCE_OFFSET
+from tests.conftest import settings_for
+from tests.processors.test_core import ADDRESS, classified, created, tagged
+from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
+
+T1 = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_cluster, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("worker")
+    settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), directory / "data")
+    ensure_topics(settings)
+    process = WorkerProcess(settings, directory / "worker.log").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def publish(worker):
+    publisher = Publisher(worker.settings)
+    yield publisher.publish_many
+    publisher.close()
+
+
+def versions_of(worker, entity_id, count, timeout=60):
+    def found():
+        versions = [v for v in label_versions(worker.settings) if v.entity_id == entity_id]
+        return versions if len(versions) >= count else None
+
+    return wait_for(found, timeout=timeout, worker=worker)
+
+
+def unique(name):
+    return f"{name}-{uuid4().hex[:8]}"
+
+
+def test_seed_timeline_gives_exactly_the_expected_versions(worker, publish):
+    order = unique("order")
+    events = [created(order, T1), classified(order, T1 + timedelta(minutes=1), "NOT_FRAUD"),
+              OrderUpdated(entity_id=order, event_time=T1 + timedelta(hours=2), source="checkout",
+                           payload={"shipping_address": {**ADDRESS, "country": "GB"}}),
+              classified(order, T1 + timedelta(hours=3), "FRAUD")]
+    reports = publish(events)
+    versions = versions_of(worker, order, 2, timeout=90)  # the first test also waits for the group to form
+    assert [(v.label, v.previous_value, v.value) for v in versions] == [
+        ("fraud", None, "negative"), ("fraud", "negative", "positive")]
+    assert [v.caused_by.event_id for v in versions] == [events[1].event_id, events[3].event_id]
+    assert [v.caused_by.offset for v in versions] == [reports[1].offset, reports[3].offset]
+    assert [v.recorded_at for v in versions] == [reports[1].recorded_at_ms, reports[3].recorded_at_ms]
+    assert versions[1].event_time == int((T1 + timedelta(hours=3)).timestamp() * 1000)
+    assert all(v.rule_version == 1 for v in versions)
+
+
+def test_false_negative_tag_flips_negative_to_positive(worker, publish):
+    order = unique("order")
+    publish([created(order, T1), classified(order, T1, "NOT_FRAUD"),
+             tagged(order, T1 + timedelta(days=12), "false-negative")])
+    versions = versions_of(worker, order, 2)
+    assert [(v.previous_value, v.value) for v in versions] == [(None, "negative"), ("negative", "positive")]
+
+
+def test_abstaining_rule_emits_nothing_and_separate_batches_continue_the_state(worker, publish):
+    order = unique("order")
+    publish([created(order, T1), tagged(order, T1, "vip")])
+    client = LatestLabelsClient(worker.url)
+    wait_for(lambda: client.labels("order", order) is not None, timeout=60, worker=worker)
+    assert client.labels("order", order) == {}  # seen, but every rule abstained
+    publish([tagged(order, T1 + timedelta(hours=1), "false-negative")])
+    publish([classified(order, T1 + timedelta(hours=2), "NOT_FRAUD")])  # a later batch: tags kept
+    versions = versions_of(worker, order, 1)
+    assert [(v.label, v.value) for v in versions] == [("fraud", "positive")]
+
+
+def test_two_labels_on_one_entity(worker, publish):
+    order = unique("order")
+    publish([created(order, T1), classified(order, T1, "FRAUD"),
+             ManualReviewDecided(entity_id=order, event_time=T1 + timedelta(days=1), source="review-desk",
+                                 payload={"decision": "APPROVE", "reviewer": "r1"})])
+    versions = versions_of(worker, order, 2)
+    assert {(v.label, v.value) for v in versions} == {("fraud", "positive"), ("manual_review", "negative")}
+    labels = wait_for(lambda: (LatestLabelsClient(worker.url).labels("order", order) or {}).get("manual_review") and
+                      LatestLabelsClient(worker.url).labels("order", order), timeout=30, worker=worker)
+    assert labels["fraud"]["value"] == "positive" and labels["manual_review"]["value"] == "negative"
+    assert labels["fraud"]["caused_by"]["event_id"] == str(versions[0].caused_by.event_id)
+
+
+def test_latest_topic_and_endpoint_agree(worker, publish):
+    order = unique("order")
+    publish([created(order, T1), classified(order, T1, "NOT_FRAUD"), classified(order, T1, "FRAUD")])
+    versions = versions_of(worker, order, 2)
+    latest = [value for key, value, *_ in read_raw(worker.settings, worker.settings.topics.label_latest_topic)
+              if key == f"order/fraud/{order}".encode()]
+    assert latest[-1] == versions[-1].to_json()
+    assert LatestLabelsClient(worker.url).value("order", order, "fraud") == "positive"
+    assert LatestLabelsClient(worker.url).labels("order", unique("never-seen")) is None
+
+
+def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_are_labelled(worker, publish):
+    settings = worker.settings
+    topic = settings.topics.events_topic("order")
+    orders = [unique("order") for _ in range(5)]
+    raw = Producer(producer_config(settings))
+    bad = [(b"x1", b"not avro at all"), (b"x2", b"\xc3\x01" + bytes(8)), (None, b"\xc3\x01"), (b"x4", b"")]
+    from events.wire import EventSerializer
+
+    serializer = EventSerializer()
+    good_event = classified(orders[0], T1, "FRAUD")
+    wrong_key = (b"someone-else", serializer.encode(good_event))
+    for index, order in enumerate(orders):
+        for event in (created(order, T1), classified(order, T1, "FRAUD")):
+            raw.produce(topic, key=order.encode(), value=serializer.encode(event))
+        if index < len(bad):
+            raw.produce(topic, key=bad[index][0], value=bad[index][1])
+    raw.produce(topic, key=wrong_key[0], value=wrong_key[1])
+    assert raw.flush(30) == 0
+
+    for order in orders:
+        assert [v.value for v in versions_of(worker, order, 1)] == ["positive"]
+    dead = wait_for(lambda: (d := list(read_raw(settings, settings.topics.dead_letter_topic))) and len(d) >= 5 and d,
+                    timeout=30, worker=worker)
+    assert len(dead) == 5
+    assert sorted(value for _, value, *_ in dead) == sorted(
+        [b"not avro at all", b"\xc3\x01" + bytes(8), b"\xc3\x01", b"", wrong_key[1]])
+    reasons = sorted(dict(headers)[ERROR_TYPE].decode() for *_, headers in dead)
+    assert reasons == ["CorruptMessageError", "CorruptMessageError", "UnknownSchemaError", "key-mismatch", "missing-key"]
+    assert all(int(dict(headers)[SOURCE_OFFSET]) >= 0 for *_, headers in dead)
