@@ -7,6 +7,7 @@ the event log is the source of truth. ``labels.latest`` is compacted: one record
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -54,6 +55,7 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, *, t
     missing = [s for s in specs if s.name not in existing]
     if missing:
         _create(admin, missing, timeout)
+        _wait_for_leaders(admin, [s.name for s in missing], timeout)
     _check(admin, [s for s in specs if s.name in existing], existing, timeout)
     return [s.name for s in missing]
 
@@ -66,6 +68,19 @@ def _create(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
                 raise TopicMismatchError(f"could not create topic {name}: {exc.args[0].str()}") from exc
+
+
+def _wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """A created topic is usable once every partition has a leader; creation returns before."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(n in topics and topics[n].partitions and all(p.leader >= 0 for p in topics[n].partitions.values())
+               for n in names):
+            return
+        if time.monotonic() > deadline:
+            raise TopicMismatchError(f"topics {names} have partitions without a leader after {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def _check(admin: AdminClient, specs: list[TopicSpec], existing: Mapping, timeout: float) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 
-@dataclass(frozen=True)
-class DeliveryReport:
-    """An event the broker acknowledged (acks=all): where it is and when the broker logged it."""
+class DeliveryReport(NamedTuple):
+    """An event the broker acknowledged (acks=all): where it is and when the broker logged it.
+
+    A named tuple: one is built per event on the publishing hot path."""
 
     event_id: UUID
     topic: str

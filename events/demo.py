@@ -77,8 +77,19 @@ def _arrivals(start: datetime, count: int) -> Iterator[datetime]:
     return (start + step * i for i in range(count))
 
 
-def _seed_address_change(p: _Planner, t0: datetime) -> list[Planned]:
-    e = SEED_ADDRESS_CHANGE
+def seed_stories(suffix: str = "", *, start: datetime = DEMO_START, seed: int = 7) -> dict[str, list[Event]]:
+    """The two seed orders alone, with ``suffix`` appended to their ids (for a live replay)."""
+    rng = Random(seed)
+    planner = _Planner(rng)
+    stories = {}
+    for story in (_seed_address_change, _seed_false_negative):
+        planned = story(planner, start, suffix)
+        stories[planned[0][2]] = list(_build(iter(planned), rng))
+    return stories
+
+
+def _seed_address_change(p: _Planner, t0: datetime, suffix: str = "") -> list[Planned]:
+    e = SEED_ADDRESS_CHANGE + suffix
     return [
         p.at(t0, e, "OrderCreated", "checkout", customer_id="customer-seed-1", amount_cents=12_900,
              currency="EUR", shipping_address={"line1": "1 Quiet Lane", "city": "Berlin", "postal_code": "10115", "country": "DE"}),
@@ -89,8 +100,8 @@ def _seed_address_change(p: _Planner, t0: datetime) -> list[Planned]:
     ]
 
 
-def _seed_false_negative(p: _Planner, t0: datetime) -> list[Planned]:
-    e = SEED_FALSE_NEGATIVE
+def _seed_false_negative(p: _Planner, t0: datetime, suffix: str = "") -> list[Planned]:
+    e = SEED_FALSE_NEGATIVE + suffix
     return [
         p.at(t0, e, "OrderCreated", "checkout", customer_id="customer-seed-2", amount_cents=45_000,
              currency="EUR", shipping_address={"line1": "5 Market Square", "city": "Lyon", "postal_code": "69001", "country": "FR"}),

@@ -146,7 +146,6 @@ class Publisher:
                 error = exc.args[0]
                 failure = DeliveryFailure(event.event_id, topic, error.str(), error.retriable())
                 raise PublishError(_describe([failure]), [failure]) from exc
-        self._producer.poll(0)
 
     def _wait(self, timeout: float | None) -> None:
         remaining = self._producer.flush(-1 if timeout is None else timeout)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from time import monotonic
+from time import monotonic, sleep
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -70,6 +70,17 @@ def read_events(settings: Settings, topic: str, *, serializer: EventSerializer |
         yield StoredEvent(serializer.decode(value), partition, offset, timestamp)
 
 
+def count_records(settings: Settings, topic: str, *, timeout: float = 30.0) -> int:
+    """Records now in ``topic`` (end minus start offsets; transaction markers count too)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-reader"})
+    try:
+        ends = _end_offsets(consumer, topic, timeout)
+        starts = {p: _watermarks(consumer, topic, p, timeout)[0] for p in ends}
+        return sum(ends[p] - starts[p] for p in ends)
+    finally:
+        consumer.close()
+
+
 def _drop_finished(consumer: Consumer, topic: str, remaining: dict[int, int]) -> None:
     for position in consumer.position([TopicPartition(topic, p) for p in remaining]):
         if position.offset >= remaining[position.partition]:
@@ -80,7 +91,16 @@ def _end_offsets(consumer: Consumer, topic: str, timeout: float) -> dict[int, in
     metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
     if metadata is None or metadata.error is not None:
         raise LabelstoreError(f"topic {topic} does not exist: create it with `labelstore topics create`")
-    return {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-        for p in metadata.partitions
-    }
+    return {p: _watermarks(consumer, topic, p, timeout)[1] for p in metadata.partitions}
+
+
+def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+    # Right after a topic is created, its leaders may not serve offsets yet: retry what is retriable.
+    deadline = monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+        except KafkaException as exc:
+            if not exc.args[0].retriable() or monotonic() > deadline:
+                raise
+            sleep(0.1)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import faust
+from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from processors.core import decode_record
@@ -26,9 +27,18 @@ def register_label_pages(app: faust.App, tables: Mapping[str, Any]) -> None:
 def _register(app: faust.App, entity_type: str, table: Any) -> None:
     @app.page(f"/labels/{entity_type}/{{entity_id}}/", name=f"labels-{entity_type}")
     class LatestLabels(View):
-        @app.table_route(table=table, match_info="entity_id")
         async def get(self, request: Request, entity_id: str) -> Response:
+            try:
+                return await app.router.route_req(table.name, entity_id, self.web, request)
+            except SameNode:
+                return self._answer(entity_id)
+            except Exception:  # noqa: BLE001  (Faust raises assorted errors until partitions are assigned)
+                return self.json({"error": "the processor is starting: partitions are not assigned yet, retry"},
+                                 status=503)
+
+        def _answer(self, entity_id: str) -> Response:
             record = decode_record(table.get(entity_id.encode()))
             if record is None:
                 return self.json({"error": f"no events seen for {entity_type} {entity_id!r}"}, status=404)
-            return self.json({"entity_type": entity_type, "entity_id": entity_id, "labels": record["labels"]})
+            return self.json({"entity_type": entity_type, "entity_id": entity_id, "labels": record["labels"],
+                              "last_offset": record["offset"]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import faust
 
@@ -22,4 +23,4 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
 
 
 if __name__ == "__main__":
-    run_worker(Settings())
+    run_worker(Settings(), os.environ.get("LABELSTORE_WORKER_LOG_LEVEL", "info"))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from time import perf_counter
 
 import typer
@@ -13,6 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from labelstore.cli._common import reported_errors
+from labelstore.errors import LabelstoreError
 from labelstore.settings import Settings
 
 demo_app = typer.Typer(help="Demo data and an end-to-end demo on a local broker.", no_args_is_help=True)
@@ -26,31 +29,48 @@ SeedOption = typer.Option(7, "--seed", help="Same seed, same events (ids include
 
 @demo_app.command("run")
 def run(orders: int = OrdersOption, content: int = ContentOption, seed: int = SeedOption) -> None:
-    """Start a local broker if none is configured, publish demo events, and show what Kafka holds."""
+    """Broker, topics and a processor worker; demo events; then labels changing as events arrive."""
+    from events.admin import ensure_topics
+    from events.reader import count_records
     from labelstore.cli.kafka import ensure_broker
+    from processors.launcher import start_worker_process
 
     with reported_errors():
         settings = Settings()
         console.print(f"Kafka: [bold]{ensure_broker(settings)}[/]")
-        _publish(settings, orders, content, seed)
-        _show_topic(settings)
+        ensure_topics(settings)
+        log_path = Path(".labelstore") / "demo-worker.log"
+        worker = start_worker_process(settings, log_path, log_level="warning")
+        console.print(f"processor worker started (pid {worker.pid}, log {log_path}), "
+                      f"latest labels on http://{settings.processor.web_host}:{settings.processor.web_port}/labels/")
+        try:
+            held = sum(count_records(settings, settings.topics.events_topic(e)) for e in settings.topics.entity_topics)
+            if held:
+                console.print(f"the event topics already hold {held:,} events: not publishing the demo data again")
+            else:
+                _publish(settings, orders, content, seed)
+            _live_stories(settings, worker)
+            _summary(settings)
+        finally:
+            worker.terminate()
+            worker.wait(30)
 
 
 @demo_app.command("publish")
 def publish(orders: int = OrdersOption, content: int = ContentOption, seed: int = SeedOption) -> None:
     """Publish deterministic demo lifecycles to the configured cluster."""
+    from events.admin import ensure_topics
+
     with reported_errors():
-        _publish(Settings(), orders, content, seed)
+        settings = Settings()
+        ensure_topics(settings)
+        _publish(settings, orders, content, seed)
 
 
 def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
-    from events.admin import ensure_topics
     from events.demo import generate
     from events.publisher import Publisher
 
-    created = ensure_topics(settings)
-    if created:
-        console.print(f"created topics: {', '.join(created)}")
     events = generate(orders, content, seed=seed)
     published = 0
     started = perf_counter()
@@ -64,32 +84,54 @@ def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
                   f"in {elapsed:.1f} s, {published / max(elapsed, 1e-9):,.0f} events/s, every one acknowledged")
 
 
-def _show_topic(settings: Settings) -> None:
-    from events.demo import SEED_ADDRESS_CHANGE, SEED_FALSE_NEGATIVE
-    from events.reader import read_events
+def _live_stories(settings: Settings, worker) -> None:
+    """Replay the two seed orders event by event and show their labels from the processor."""
+    from events.demo import seed_stories
+    from events.publisher import Publisher
+    from processors.client import LatestLabelsClient
 
-    counts: Counter[tuple[str, str]] = Counter()
-    seeds: dict[str, list] = {SEED_ADDRESS_CHANGE: [], SEED_FALSE_NEGATIVE: []}
-    for entity_type in settings.topics.entity_topics:
-        topic = settings.topics.events_topic(entity_type)
-        for stored in read_events(settings, topic):
-            counts[(topic, stored.event.event_type)] += 1
-            if stored.event.entity_id in seeds:
-                seeds[stored.event.entity_id].append(stored)
-    table = Table("topic", "event type", "events", title="What the event topics hold")
-    for (topic, event_type), count in sorted(counts.items()):
-        table.add_row(topic, event_type, f"{count:,}")
+    client = LatestLabelsClient(f"http://{settings.processor.web_host}:{settings.processor.web_port}")
+    suffix = f"-live-{datetime.now(UTC):%H%M%S}"
+    with Publisher(settings) as publisher:
+        for entity_id, events in seed_stories(suffix).items():
+            table = Table("event_time", "event", "what changed", "fraud label (live)", title=f"order {entity_id}")
+            for event in events:
+                report = publisher.publish(event).result(timeout=60)
+                entity = _wait_until_folded(client, entity_id, report.offset, worker)
+                fraud = entity["labels"].get("fraud", {}).get("value") or "(none yet)"
+                changed = ", ".join(f"{k}={v}" for k, v in event.payload.model_dump(exclude_none=True).items()
+                                    if k != "shipping_address") or "shipping address"
+                table.add_row(f"{event.event_time:%Y-%m-%d %H:%M}", event.event_type, changed, f"[bold]{fraud}")
+            console.print(table)
+
+
+def _wait_until_folded(client, entity_id: str, offset: int, worker, timeout: float = 120.0) -> dict:
+    from processors.client import ProcessorNotReadyError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise LabelstoreError("the processor worker stopped: see .labelstore/demo-worker.log")
+        try:
+            entity = client.entity("order", entity_id)
+        except (OSError, ProcessorNotReadyError):
+            entity = None  # the worker is still starting
+        if entity is not None and entity["last_offset"] >= offset:
+            return entity
+        time.sleep(0.2)
+    raise LabelstoreError(f"the processor did not fold {entity_id} within {timeout:.0f} s")
+
+
+def _summary(settings: Settings) -> None:
+    from events.reader import count_records, read_raw
+    from labelstore.labels import LabelVersion
+
+    counts: Counter[tuple[str, object]] = Counter()
+    for _, value, *_ in read_raw(settings, settings.topics.label_versions_topic):
+        version = LabelVersion.from_json(value)
+        counts[(version.label, version.value)] += 1
+    table = Table("label", "value", "versions", title="Label versions emitted so far")
+    for (label, value), count in sorted(counts.items(), key=str):
+        table.add_row(label, str(value), f"{count:,}")
     console.print(table)
-    for entity_id, stored_events in seeds.items():
-        _print_timeline(entity_id, stored_events)
-
-
-def _print_timeline(entity_id: str, stored_events: list) -> None:
-    table = Table("event_time", "recorded_at (broker)", "event", "payload", "partition/offset", title=f"order {entity_id}")
-    for stored in stored_events:
-        event = stored.event
-        recorded = datetime.fromtimestamp(stored.recorded_at_ms / 1000, UTC)
-        payload = ", ".join(f"{k}={v}" for k, v in event.payload.model_dump(exclude_none=True).items())
-        table.add_row(f"{event.event_time:%Y-%m-%d %H:%M}", f"{recorded:%Y-%m-%d %H:%M:%S}", event.event_type,
-                      payload, f"{stored.partition}/{stored.offset}")
-    console.print(table)
+    console.print(f"dead letters: {count_records(settings, settings.topics.dead_letter_topic)}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 from events.reader import read_raw
 from labelstore.labels import LabelVersion
 from labelstore.settings import ProcessorSettings, Settings
+from processors.launcher import start_worker_process
 
 
 def free_port() -> int:
@@ -38,9 +37,7 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.settings.processor.web_port}"
 
     def start(self) -> WorkerProcess:
-        env = {**os.environ, **self.settings.to_environment()}
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "processors.worker"], env=env, stdout=log, stderr=log)
+        self.process = start_worker_process(self.settings, self.log_path)
         return self
 
     def kill(self) -> None:

@@ -1,0 +1,3 @@
+from labelstore.cli import main
+
+main()
