@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from uuid import uuid4
 
 import pytest
@@ -16,6 +17,7 @@ def kafka_cluster(tmp_path_factory):
     cluster = LocalKafkaCluster(LocalKafkaSettings(), nodes=1, data_dir=tmp_path_factory.mktemp("kafka"))
     cluster.start()
     yield cluster
+    gc.collect()  # close lingering clients first, or they log connection errors after the summary
     cluster.stop()
 
 
