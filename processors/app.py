@@ -125,14 +125,19 @@ def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.T
 
 
 async def _send_and_wait(outputs: Mapping[str, faust.TopicT], result: Any) -> None:
+    # Every output goes to the partition of the event that caused it (the output topics have as
+    # many partitions as the event topics). The latest-label key is not the entity id, so hashing
+    # it would scatter an entity's outputs; under exactly-once, Faust picks the transaction by
+    # output partition, so this also keeps an event's outputs in its own partition's transaction.
     pending = []
     for version in result.versions:
-        value = version.to_json()
-        pending.append(await outputs["versions"].send(key=version.entity_id.encode(), value=value))
-        pending.append(await outputs["latest"].send(key=version.latest_key, value=value))
+        value, partition = version.to_json(), version.caused_by.partition
+        pending.append(await outputs["versions"].send(key=version.entity_id.encode(), value=value, partition=partition))
+        pending.append(await outputs["latest"].send(key=version.latest_key, value=value, partition=partition))
     for dead in result.dead_letters:
         pending.append(await outputs["dead_letters"].send(
-            key=dead.message.key, value=dead.message.value, headers=dead_letter_headers(dead)))
+            key=dead.message.key, value=dead.message.value, headers=dead_letter_headers(dead),
+            partition=dead.message.partition))
     if pending:
         await asyncio.gather(*pending)
 

@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY labelstore labelstore
+COPY events events
+COPY schemas schemas
+COPY processors processors
+COPY materializers materializers
+COPY offline offline
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["labelstore"]
