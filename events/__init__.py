@@ -1,0 +1,1 @@
+"""Typed events, the publishing SDK, topic administration and demo data."""

@@ -1,0 +1,1 @@
+"""The real-time label processor: a Faust app over the shared fold and rule evaluation."""

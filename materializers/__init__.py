@@ -1,0 +1,1 @@
+"""Kafka to Parquet and DuckDB: every event and label version, for point-in-time queries."""
