@@ -1,0 +1,70 @@
+"""Label rules: refused with a useful message when they cannot be used, evaluated by DuckDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from labelstore.declarations import load_declarations
+from labelstore.rules.evaluation import RuleEvaluator
+from labelstore.rules.exceptions import InvalidRuleError
+from labelstore.rules.model import LabelRule, load_rules, parse_rule
+from labelstore.rules.validation import validate_rule
+
+ORDER = load_declarations()["order"]
+
+
+def rule(expression: str, value_type: str = "string") -> LabelRule:
+    return LabelRule(name="candidate", version=1, entity_type="order", expression=expression, value_type=value_type)
+
+
+def test_shipped_rules_validate_and_read_only_what_they_need():
+    declarations = load_declarations()
+    reads = {r.name: validate_rule(r, declarations[r.entity_type]) for r in load_rules()}
+    assert reads == {"fraud": ["classification", "tags"], "manual_review": ["review_decision"],
+                     "misinformation": ["report_reasons", "reports", "verdict"]}
+
+
+@pytest.mark.parametrize(
+    ("expression", "value_type", "message"),
+    [
+        ("CASE WHEN clasification = 'FRAUD' THEN 'positive' END", "string",
+         r"(?s)unknown field .clasification.*line 1, column 11"),
+        ("CASE WHEN classification = 'FRAUD' THEN 'positive'", "string", "syntax error.*end of the expression"),
+        ("classification = 'FRAUD'", "string", "returns BOOLEAN, but the rule declares value_type 'string'"),
+        ("(SELECT max(x) FROM range(3) t(x))::VARCHAR", "string", "subqueries and table access are not allowed"),
+        ("list_contains((SELECT list(column0) FROM read_csv('/etc/passwd')), 'x')::VARCHAR", "string",
+         "subqueries and table access"),
+        ("CASE WHEN random() < 0.5 THEN 'positive' END", "string", r"random\(\) is not allowed"),
+        ("CASE WHEN now() > last_event_time THEN 'late' END", "string", r"now\(\) is not allowed"),
+        ("max(model_score) > 0.5", "boolean", r"max\(\) is not allowed"),
+        ("getenv('HOME')", "string", r"getenv\(\) is not allowed"),
+        ("'x'; DROP TABLE states", "string", "syntax error"),
+        ("classification + 1", "string", "Binder Error"),
+    ],
+)
+def test_invalid_rules_are_refused_with_the_reason(expression, value_type, message):
+    with pytest.raises(InvalidRuleError, match=message):
+        validate_rule(rule(expression, value_type), ORDER)
+
+
+def test_rule_files_are_checked():
+    with pytest.raises(InvalidRuleError, match="version: Input should be greater than or equal to 1"):
+        parse_rule("name: fraud\nversion: 0\nentity_type: order\nexpression: \"'x'\"")
+
+
+def test_evaluation_in_one_batch():
+    fraud = next(r for r in load_rules() if r.name == "fraud")
+    states = [
+        {**ORDER.initial_state(), "classification": None},
+        {**ORDER.initial_state(), "classification": "FRAUD"},
+        {**ORDER.initial_state(), "classification": "NOT_FRAUD"},
+        {**ORDER.initial_state(), "classification": "NOT_FRAUD", "tags": ("false-negative", "vip")},
+        {**ORDER.initial_state(), "classification": "NOT_FRAUD", "tags": ["false-positive"]},
+    ]
+    assert RuleEvaluator(ORDER, [fraud]).evaluate(states) == [(None,), ("positive",), ("negative",), ("positive",),
+                                                               ("negative",)]
+
+
+def test_a_trailing_comment_cannot_swallow_the_query():
+    assert RuleEvaluator(ORDER, [rule("classification -- the model's verdict")]).evaluate(
+        [{**ORDER.initial_state(), "classification": "FRAUD"}]) == [("FRAUD",)]
