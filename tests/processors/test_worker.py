@@ -14,6 +14,7 @@ from events.publisher import Publisher, producer_config
 from events.reader import read_raw
 from processors.client import LatestLabelsClient
 from processors.dead_letters import ERROR_TYPE, SOURCE_OFFSET
+from processors.latest_view import LatestLabelsView
 from tests.conftest import settings_for
 from tests.processors.test_core import ADDRESS, classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
@@ -109,6 +110,13 @@ def test_latest_topic_and_endpoint_agree(worker, publish):
     assert latest[-1] == versions[-1].to_json()
     assert LatestLabelsClient(worker.url).value("order", order, "fraud") == "positive"
     assert LatestLabelsClient(worker.url).labels("order", unique("never-seen")) is None
+
+    view = LatestLabelsView(worker.settings)
+    view.catch_up()
+    assert view.get("order", order, "fraud") == versions[-1]
+    assert not view.apply(versions[-1])  # a duplicate changes nothing
+    assert not view.apply(versions[0])  # nor does an older version replayed late
+    assert view.get("order", order, "fraud").value == "positive"
 
 
 def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_are_labelled(worker, publish):
