@@ -1,0 +1,243 @@
+"""Label processor throughput and latency, against a bare confluent-kafka loop with the same logic.
+
+    python bench/processor_throughput.py --orders 100000 --events-per-order 10 --latency-seconds 20
+
+One local broker, one run, every implementation on the same pre-published events:
+  bare loop        confluent-kafka consume -> EntityProcessor (decode, fold, DuckDB rules) -> produce
+                   versions, latest labels and the state changelog: the Python limit of this logic
+  faust/aiokafka   the labelstore processor (processors.worker), default transport
+  faust/confluent  the same with Faust's confluent-kafka transport
+Throughput is events / (last - first broker log-append time of the label versions emitted), so
+start-up and group rebalancing are not counted. Latency: at a steady --rate events/s, the time from
+an event's log-append on the events topic to its label's log-append on labels.latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from random import Random
+
+from confluent_kafka import Consumer, Producer
+from rich.console import Console
+from rich.table import Table
+
+from events.admin import ensure_topics
+from events.publisher import producer_config
+from events.reader import count_records, read_raw
+from labelstore.declarations import load_declarations
+from labelstore.labels import LabelVersion
+from labelstore.localkafka import LocalKafkaCluster
+from labelstore.rules.model import load_rules
+from labelstore.settings import KafkaSettings, LocalKafkaSettings, ProcessorSettings, Settings, TopicSettings
+from processors.core import EntityProcessor, RawMessage, encode_record
+from processors.launcher import start_worker_process
+from schemas.codec import AvroCodec
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ADDRESS = {"line1": "1 Bench Road", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+
+
+def order_records(orders: int, per_order: int, seed: int = 1) -> Iterator[tuple[bytes, bytes]]:
+    """(key, Avro bytes) of ``orders`` lifecycles of ``per_order`` events, interleaved in rounds."""
+    codec, rng = AvroCodec(), Random(seed)
+    for step in range(per_order):
+        for number in range(orders):
+            order_id = f"order-{number:07d}"
+            event_type, payload = _step(step, rng)
+            record = {"event_id": uuid.UUID(int=rng.getrandbits(128), version=4), "entity_type": "order",
+                      "entity_id": order_id, "event_type": event_type, "source": "bench",
+                      "event_time": T0 + timedelta(minutes=step, milliseconds=number), "payload": payload}
+            yield order_id.encode(), codec.encode(event_type, record)
+
+
+def _step(step: int, rng: Random) -> tuple[str, dict]:
+    if step == 0:
+        return "OrderCreated", {"customer_id": "c", "amount_cents": 100, "currency": "EUR", "shipping_address": ADDRESS}
+    kind = (step - 1) % 4
+    if kind == 0:
+        fraud = rng.random() < 0.3
+        return "OrderClassified", {"classification": "FRAUD" if fraud else "NOT_FRAUD", "model_score": 0.5, "model_version": "v1"}
+    if kind in (1, 2):
+        model = "OrderTagged" if kind == 1 else "OrderUntagged"
+        return model, {"tag": rng.choice(["false-negative", "vip"]), "team": "review"}
+    return "OrderUpdated", {"shipping_address": {**ADDRESS, "country": rng.choice(["DE", "GB"])}, "amount_cents": None}
+
+
+def fresh_settings(bootstrap: str, data_dir: Path, **processor: object) -> Settings:
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topics=TopicSettings(prefix=f"bench{uuid.uuid4().hex[:8]}."),
+        processor=ProcessorSettings(data_dir=data_dir, web_port=_free_port(), session_timeout_s=6.0, **processor),
+    )
+    ensure_topics(settings)
+    return settings
+
+
+def publish_raw(settings: Settings, records: Iterator[tuple[bytes, bytes]], rate: float | None = None) -> int:
+    producer = Producer(producer_config(settings))
+    topic = settings.topics.events_topic("order")
+    started, count = time.perf_counter(), 0
+    for key, value in records:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        count += 1
+        if rate is not None and count % 20 == 0:
+            producer.poll(0)
+            time.sleep(max(0.0, started + count / rate - time.perf_counter()))
+    assert producer.flush(120) == 0
+    return count
+
+
+def bare_loop(settings: Settings, events: int) -> None:
+    """The same processing, without a stream framework: consume, process, produce, repeat."""
+    processor = EntityProcessor(load_declarations()["order"], [r for r in load_rules() if r.entity_type == "order"])
+    topics = settings.topics
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"bare-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "queued.min.messages": 200_000, "fetch.queue.backoff.ms": 10})
+    consumer.subscribe([topics.events_topic("order")])
+    producer = Producer(producer_config(settings, **{"linger.ms": 20}))
+    changelog = topics.prefix + "bare-order-state-changelog"
+    store: dict = {}
+    consumed = 0
+    while consumed < events:
+        messages = [m for m in consumer.consume(1_000, timeout=1.0) if m.error() is None]
+        batch = [RawMessage(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value()) for m in messages]
+        result = processor.process(batch, store.get)
+        for version in result.versions:
+            value, partition = version.to_json(), version.caused_by.partition
+            _produce(producer, topics.label_versions_topic, version.entity_id.encode(), value, partition)
+            _produce(producer, topics.label_latest_topic, version.latest_key, value, partition)
+        for key, record in result.records.items():
+            _produce(producer, changelog, key, encode_record(record), None)
+        store.update(result.records)
+        consumed += len(batch)
+        producer.poll(0)
+    producer.flush(60)
+    consumer.close()
+
+
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition: int | None) -> None:
+    while True:
+        try:
+            if partition is None:
+                producer.produce(topic, key=key, value=value)
+            else:
+                producer.produce(topic, key=key, value=value, partition=partition)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def versions_span(settings: Settings) -> tuple[int, float]:
+    """How many versions were emitted, and the seconds between the first and the last."""
+    stamps = [timestamp for *_, timestamp, _ in read_raw(settings, settings.topics.label_versions_topic)]
+    return len(stamps), (max(stamps) - min(stamps)) / 1000
+
+
+def run_worker_until(settings: Settings, expected_versions: int, log: Path, timeout: float = 1800) -> None:
+    worker = start_worker_process(settings, log, log_level="warning")
+    deadline = time.monotonic() + timeout
+    try:
+        while count_records(settings, settings.topics.label_versions_topic) < expected_versions:
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker stopped or timed out; see {log}")
+            time.sleep(1)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def latency(settings: Settings, records: list[tuple[bytes, bytes]], rate: float, log: Path) -> list[float]:
+    """Milliseconds from an event's log-append to its label's log-append on labels.latest."""
+    worker = start_worker_process(settings, log, log_level="warning")
+    try:
+        publish_raw(settings, iter(records[:1]))  # warm up: wait until the worker is assigned
+        while count_records(settings, settings.topics.label_versions_topic) == 0 and worker.poll() is None:
+            time.sleep(0.2)
+        paced_from_ms = time.time() * 1000
+        publish_raw(settings, iter(records[1:]), rate=rate)
+        time.sleep(5)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    latencies = []
+    for _, value, _, _, timestamp, _ in read_raw(settings, settings.topics.label_latest_topic):
+        version = LabelVersion.from_json(value)
+        if version.recorded_at >= paced_from_ms:
+            latencies.append(timestamp - version.recorded_at)
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else float("nan")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=100_000)
+    parser.add_argument("--events-per-order", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=2_000.0, help="events/s of the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--transports", default="aiokafka,confluent")
+    args = parser.parse_args()
+    console = Console()
+    records = list(order_records(args.orders, args.events_per_order))
+    console.print(f"{len(records):,} events over {args.orders:,} orders generated")
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_path = Path(scratch)
+        with LocalKafkaCluster(LocalKafkaSettings(), data_dir=scratch_path / "kafka") as cluster:
+            rows = []
+            settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "bare")
+            publish_raw(settings, iter(records))
+            started = time.perf_counter()
+            bare_loop(settings, len(records))
+            wall = time.perf_counter() - started
+            expected, span = versions_span(settings)
+            rows.append(("bare loop", len(records) / span, wall, expected))
+            console.print(f"bare loop: {expected:,} versions, {len(records) / span:,.0f} events/s")
+            for transport in args.transports.split(","):
+                settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
+                publish_raw(settings, iter(records))
+                started = time.perf_counter()
+                run_worker_until(settings, expected, scratch_path / f"{transport}.log")
+                wall = time.perf_counter() - started
+                emitted, span = versions_span(settings)
+                rows.append((f"faust/{transport}", len(records) / span, wall, emitted))
+                console.print(f"faust/{transport}: {emitted:,} versions, {len(records) / span:,.0f} events/s")
+            paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * args.latency_seconds)))
+            settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "latency")
+            latencies = latency(settings, paced, args.rate, scratch_path / "latency.log")
+    bare_rate = rows[0][1]
+    table = Table("implementation", "events/s", "ratio to bare loop", "wall s (incl. start-up)", "label versions",
+                  title=f"Label processor, {len(records):,} order events over {args.orders:,} orders (1 local broker)")
+    for name, rate, wall, emitted in rows:
+        table.add_row(name, f"{rate:,.0f}", f"{rate / bare_rate:.2f}", f"{wall:.1f}", f"{emitted:,}")
+    console.print(table)
+    console.print(f"latency at {args.rate:,.0f} events/s (faust/aiokafka, {len(latencies):,} label changes): "
+                  f"p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
+                  f"max {max(latencies, default=float('nan')):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
