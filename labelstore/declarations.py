@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from labelstore.errors import LabelstoreError
+from labelstore.yamlfiles import parse_yaml_model
 
 ENTITIES_DIR = Path(__file__).parent / "entities"
 FieldType = Literal["string", "long", "double", "boolean", "timestamp", "set<string>"]
@@ -107,13 +107,7 @@ def load_declarations(directory: Path = ENTITIES_DIR, schema_set: Any = None) ->
 
 
 def parse_declaration(text: str, *, origin: str = "<declaration>") -> EntityDeclaration:
-    try:
-        return EntityDeclaration.model_validate(yaml.safe_load(text))
-    except yaml.YAMLError as exc:
-        raise DeclarationError(f"{origin}: not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise DeclarationError(f"{origin}: " + "; ".join(problems)) from exc
+    return parse_yaml_model(EntityDeclaration, text, origin=origin, error=DeclarationError)
 
 
 def check_against_schemas(declaration: EntityDeclaration, schema_set: Any, *, origin: str) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from labelstore.rules.exceptions import InvalidRuleError
+from labelstore.yamlfiles import parse_yaml_model
 
 BUILTIN_RULES_DIR = Path(__file__).parent / "builtin"
 ValueType = Literal["string", "boolean", "long", "double"]
@@ -32,13 +32,7 @@ class LabelRule(BaseModel):
 
 
 def parse_rule(text: str, *, origin: str = "<rule>") -> LabelRule:
-    try:
-        return LabelRule.model_validate(yaml.safe_load(text))
-    except yaml.YAMLError as exc:
-        raise InvalidRuleError(f"{origin}: not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors(include_url=False)]
-        raise InvalidRuleError(f"{origin}: " + "; ".join(problems)) from exc
+    return parse_yaml_model(LabelRule, text, origin=origin, error=InvalidRuleError)
 
 
 def load_rules(directory: Path = BUILTIN_RULES_DIR) -> list[LabelRule]:
