@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, Producer
 from rich.console import Console
 from rich.table import Table
 
-from events.admin import ensure_topics
+from events.admin import TopicSpec, ensure_topics, topic_specs
 from events.publisher import producer_config
 from events.reader import count_records, read_raw
 from labelstore.declarations import load_declarations
@@ -77,8 +77,13 @@ def fresh_settings(bootstrap: str, data_dir: Path, **processor: object) -> Setti
         topics=TopicSettings(prefix=f"bench{uuid.uuid4().hex[:8]}."),
         processor=ProcessorSettings(data_dir=data_dir, web_port=_free_port(), session_timeout_s=6.0, **processor),
     )
-    ensure_topics(settings)
+    changelog = TopicSpec(bare_changelog(settings), settings.kafka.partitions, 1, {"cleanup.policy": "compact"})
+    ensure_topics(settings, [*topic_specs(settings), changelog])
     return settings
+
+
+def bare_changelog(settings: Settings) -> str:
+    return settings.topics.prefix + "bare-order-state-changelog"
 
 
 def publish_raw(settings: Settings, records: Iterator[tuple[bytes, bytes]], rate: float | None = None) -> int:
@@ -109,7 +114,7 @@ def bare_loop(settings: Settings, events: int) -> None:
                          "queued.min.messages": 200_000, "fetch.queue.backoff.ms": 10})
     consumer.subscribe([topics.events_topic("order")])
     producer = Producer(producer_config(settings, **{"linger.ms": 20}))
-    changelog = topics.prefix + "bare-order-state-changelog"
+    changelog = bare_changelog(settings)
     store: dict = {}
     consumed = 0
     while consumed < events:
@@ -125,7 +130,7 @@ def bare_loop(settings: Settings, events: int) -> None:
         store.update(result.records)
         consumed += len(batch)
         producer.poll(0)
-    producer.flush(60)
+    assert producer.flush(60) == 0
     consumer.close()
 
 
@@ -164,11 +169,14 @@ def latency(settings: Settings, records: list[tuple[bytes, bytes]], rate: float,
     """Milliseconds from an event's log-append to its label's log-append on labels.latest."""
     worker = start_worker_process(settings, log, log_level="warning")
     try:
-        publish_raw(settings, iter(records[:1]))  # warm up: wait until the worker is assigned
-        while count_records(settings, settings.topics.label_versions_topic) == 0 and worker.poll() is None:
+        # Warm up with a lifecycle that yields a label: the worker is then assigned and running.
+        publish_raw(settings, order_records(1, 2, seed=99))
+        while count_records(settings, settings.topics.label_versions_topic) == 0:
+            if worker.poll() is not None:
+                raise RuntimeError(f"worker stopped; see {log}")
             time.sleep(0.2)
         paced_from_ms = time.time() * 1000
-        publish_raw(settings, iter(records[1:]), rate=rate)
+        publish_raw(settings, iter(records), rate=rate)
         time.sleep(5)
     finally:
         worker.terminate()
@@ -200,43 +208,54 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--transports", default="aiokafka,confluent")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
     args = parser.parse_args()
     console = Console()
-    records = list(order_records(args.orders, args.events_per_order))
-    console.print(f"{len(records):,} events over {args.orders:,} orders generated")
+    records = [] if args.skip_throughput else list(order_records(args.orders, args.events_per_order))
     with tempfile.TemporaryDirectory() as scratch:
         scratch_path = Path(scratch)
         with LocalKafkaCluster(LocalKafkaSettings(), data_dir=scratch_path / "kafka") as cluster:
-            rows = []
-            settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "bare")
-            publish_raw(settings, iter(records))
-            started = time.perf_counter()
-            bare_loop(settings, len(records))
-            wall = time.perf_counter() - started
-            expected, span = versions_span(settings)
-            rows.append(("bare loop", len(records) / span, wall, expected))
-            console.print(f"bare loop: {expected:,} versions, {len(records) / span:,.0f} events/s")
-            for transport in args.transports.split(","):
-                settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
-                publish_raw(settings, iter(records))
-                started = time.perf_counter()
-                run_worker_until(settings, expected, scratch_path / f"{transport}.log")
-                wall = time.perf_counter() - started
-                emitted, span = versions_span(settings)
-                rows.append((f"faust/{transport}", len(records) / span, wall, emitted))
-                console.print(f"faust/{transport}: {emitted:,} versions, {len(records) / span:,.0f} events/s")
+            rows = [] if args.skip_throughput else throughput(console, cluster, records, args.transports, scratch_path)
             paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * args.latency_seconds)))
             settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "latency")
             latencies = latency(settings, paced, args.rate, scratch_path / "latency.log")
-    bare_rate = rows[0][1]
-    table = Table("implementation", "events/s", "ratio to bare loop", "wall s (incl. start-up)", "label versions",
-                  title=f"Label processor, {len(records):,} order events over {args.orders:,} orders (1 local broker)")
-    for name, rate, wall, emitted in rows:
-        table.add_row(name, f"{rate:,.0f}", f"{rate / bare_rate:.2f}", f"{wall:.1f}", f"{emitted:,}")
-    console.print(table)
+    if rows:
+        print_throughput(console, rows, len(records), args.orders)
     console.print(f"latency at {args.rate:,.0f} events/s (faust/aiokafka, {len(latencies):,} label changes): "
                   f"p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
                   f"max {max(latencies, default=float('nan')):.0f} ms")
+
+
+def throughput(console: Console, cluster: LocalKafkaCluster, records: list, transports: str,
+               scratch_path: Path) -> list[tuple[str, float, float, int]]:
+    """(name, events/s, wall seconds, label versions) of the bare loop, then each Faust transport."""
+    settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "bare")
+    publish_raw(settings, iter(records))
+    started = time.perf_counter()
+    bare_loop(settings, len(records))
+    wall = time.perf_counter() - started
+    expected, span = versions_span(settings)
+    rows = [("bare loop", len(records) / span, wall, expected)]
+    console.print(f"bare loop: {expected:,} versions, {len(records) / span:,.0f} events/s")
+    for transport in transports.split(","):
+        settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
+        publish_raw(settings, iter(records))
+        started = time.perf_counter()
+        run_worker_until(settings, expected, scratch_path / f"{transport}.log")
+        wall = time.perf_counter() - started
+        emitted, span = versions_span(settings)
+        rows.append((f"faust/{transport}", len(records) / span, wall, emitted))
+        console.print(f"faust/{transport}: {emitted:,} versions, {len(records) / span:,.0f} events/s")
+    return rows
+
+
+def print_throughput(console: Console, rows: list, events: int, orders: int) -> None:
+    bare_rate = rows[0][1]
+    table = Table("implementation", "events/s", "ratio to bare loop", "wall s (incl. start-up)", "label versions",
+                  title=f"Label processor, {events:,} order events over {orders:,} orders (1 local broker)")
+    for name, rate, wall, emitted in rows:
+        table.add_row(name, f"{rate:,.0f}", f"{rate / bare_rate:.2f}", f"{wall:.1f}", f"{emitted:,}")
+    console.print(table)
 
 
 if __name__ == "__main__":

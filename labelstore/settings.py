@@ -89,6 +89,7 @@ class ProcessorSettings(_Group):
     batch_size: int = Field(default=1_000, ge=1, description="events per micro-batch, at most")
     batch_within_s: float = Field(default=0.01, gt=0, description="wait at most this long to fill a batch")
     session_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_max_wait_ms: int = Field(default=20, ge=1, description="longest a fetch waits for new events")
     validate_payloads: bool = True
 
 

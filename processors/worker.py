@@ -18,8 +18,26 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     # Faust leaves its loggers at DEBUG; each debug call on the hot path still builds a record.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    _bound_fetch_wait(settings.processor.fetch_max_wait_ms)
     app = create_app(settings)
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+def _bound_fetch_wait(milliseconds: int) -> None:
+    """Faust's aiokafka driver hard-codes fetch_max_wait_ms=1500; on a quiet partition every fetch
+    can then hold events back for up to 1.5 s. Bound it at consumer creation, in this process."""
+    import aiokafka
+
+    original = aiokafka.AIOKafkaConsumer.__init__
+    if getattr(original, "_labelstore_bounded", False):
+        return
+
+    def init(self, *topics, **kwargs):
+        kwargs["fetch_max_wait_ms"] = min(kwargs.get("fetch_max_wait_ms", milliseconds), milliseconds)
+        original(self, *topics, **kwargs)
+
+    init._labelstore_bounded = True
+    aiokafka.AIOKafkaConsumer.__init__ = init
 
 
 if __name__ == "__main__":
