@@ -19,8 +19,8 @@ import faust
 from labelstore.connection import bootstrap_servers
 from labelstore.declarations import EntityDeclaration, load_declarations
 from labelstore.rules.model import LabelRule, load_rules
-from labelstore.settings import Settings
-from processors.core import EntityProcessor, RawMessage, decode_record, encode_record
+from labelstore.settings import ProcessorSettings, Settings
+from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record, encode_record
 from processors.dead_letters import dead_letter_headers
 from processors.web import register_label_pages
 
@@ -101,7 +101,7 @@ def _output_topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT
 
 
 def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.TopicT],
-           counters: Counter[str], conf: Any):
+           counters: Counter[str], conf: ProcessorSettings):
     entity_type = processor.entity_type
 
     async def process(stream: faust.StreamT) -> None:
@@ -124,7 +124,7 @@ def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.T
     return process
 
 
-async def _send_and_wait(outputs: Mapping[str, faust.TopicT], result: Any) -> None:
+async def _send_and_wait(outputs: Mapping[str, faust.TopicT], result: BatchResult) -> None:
     # Every output goes to the partition of the event that caused it (the output topics have as
     # many partitions as the event topics). The latest-label key is not the entity id, so hashing
     # it would scatter an entity's outputs; under exactly-once, Faust picks the transaction by
