@@ -106,10 +106,15 @@ def _check_binding_and_type(connection: duckdb.DuckDBPyConnection, rule: LabelRu
 
 
 def _unstable_functions(connection: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names all of whose overloads are volatile, side-effecting, or not scalar (aggregates, tables).
+
+    A name with a deterministic scalar overload stays allowed: ``+`` has one overload that is only
+    consistent within a query (time-zone arithmetic), which state fields never bind to.
+    """
     rows = connection.execute(
-        "SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
-        "WHERE stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY') OR has_side_effects "
-        "OR function_type NOT IN ('scalar', 'macro')"
+        "SELECT lower(function_name) FROM duckdb_functions() GROUP BY 1 "
+        "HAVING bool_and(function_type NOT IN ('scalar', 'macro') OR has_side_effects "
+        "OR coalesce(stability IN ('VOLATILE', 'CONSISTENT_WITHIN_QUERY'), false))"
     ).fetchall()
     return {name for (name,) in rows} | {"getenv", "current_setting"}
 

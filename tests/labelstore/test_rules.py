@@ -68,3 +68,8 @@ def test_evaluation_in_one_batch():
 def test_a_trailing_comment_cannot_swallow_the_query():
     assert RuleEvaluator(ORDER, [rule("classification -- the model's verdict")]).evaluate(
         [{**ORDER.initial_state(), "classification": "FRAUD"}]) == [("FRAUD",)]
+
+
+def test_arithmetic_and_comparisons_are_allowed():
+    candidate = rule("chargebacks + address_changes > 1 AND amount_cents / 100 >= 50", "boolean")
+    assert validate_rule(candidate, ORDER) == ["address_changes", "amount_cents", "chargebacks"]
