@@ -22,6 +22,7 @@ from labelstore.rules.model import LabelRule, load_rules
 from labelstore.settings import ProcessorSettings, Settings
 from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record, encode_record
 from processors.dead_letters import dead_letter_headers
+from processors.tables import EntityStateTable
 from processors.web import register_label_pages
 
 log = logging.getLogger("labelstore.processor")
@@ -45,7 +46,7 @@ def create_app(
         entity_rules = [rule for rule in rules if rule.entity_type == entity_type]
         processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads)
         tables[entity_type] = app.Table(
-            f"{entity_type}-state", partitions=settings.kafka.partitions, use_partitioner=True, **RAW_TABLE
+            f"{entity_type}-state", partitions=settings.kafka.partitions, **RAW_TABLE
         )
         source = app.topic(settings.topics.events_topic(entity_type), partitions=settings.kafka.partitions, **RAW)
         app.agent(source, name=f"label-{entity_type}")(
@@ -88,6 +89,7 @@ def _faust_app(settings: Settings) -> faust.App:
         web_host=conf.web_host,
         web_port=conf.web_port,
         web_in_thread=False,
+        Table=EntityStateTable,
     )
 
 
