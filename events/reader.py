@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from time import monotonic, sleep
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from events.models import Event
 from events.wire import EventSerializer
@@ -27,6 +27,10 @@ class StoredEvent:
     recorded_at_ms: int
 
 
+# A new topic's partitions answer these until their leaders are ready (librdkafka does not flag
+# NOT_LEADER_FOR_PARTITION as retriable for offset requests).
+LEADERSHIP_SETTLING = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                       KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
 RawRecord = tuple[bytes | None, bytes | None, int, int, int, list[tuple[str, bytes]]]
 
 
@@ -101,6 +105,7 @@ def _watermarks(consumer: Consumer, topic: str, partition: int, timeout: float) 
         try:
             return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
         except KafkaException as exc:
-            if not exc.args[0].retriable() or monotonic() > deadline:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in LEADERSHIP_SETTLING) or monotonic() > deadline:
                 raise
             sleep(0.1)
