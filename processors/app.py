@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -35,7 +35,10 @@ def create_app(
     *,
     declarations: Mapping[str, EntityDeclaration] | None = None,
     rules: Sequence[LabelRule] | None = None,
+    on_crash: Callable[[BaseException], None] | None = None,
 ) -> faust.App:
+    """The processor app. ``on_crash`` is called when an agent fails (after logging): Faust would
+    otherwise leave the worker running with that agent stopped."""
     declarations = declarations or load_declarations()
     rules = load_rules() if rules is None else rules
     app = _faust_app(settings)
@@ -50,7 +53,7 @@ def create_app(
         )
         source = app.topic(settings.topics.events_topic(entity_type), partitions=settings.kafka.partitions, **RAW)
         app.agent(source, name=f"label-{entity_type}")(
-            _agent(processor, tables[entity_type], outputs, counters, settings.processor)
+            _agent(processor, tables[entity_type], outputs, counters, settings.processor, on_crash)
         )
     register_label_pages(app, tables)
 
@@ -103,10 +106,19 @@ def _output_topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT
 
 
 def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.TopicT],
-           counters: Counter[str], conf: ProcessorSettings):
+           counters: Counter[str], conf: ProcessorSettings, on_crash: Callable[[BaseException], None] | None):
     entity_type = processor.entity_type
 
     async def process(stream: faust.StreamT) -> None:
+        try:
+            await _process_batches(stream)
+        except Exception as exc:
+            log.exception("processing %s events stopped", entity_type)
+            if on_crash is not None:
+                on_crash(exc)
+            raise
+
+    async def _process_batches(stream: faust.StreamT) -> None:
         async for events in stream.take_events(conf.batch_size, within=conf.batch_within_s):
             batch = [_raw(event.message) for event in events]
             result = processor.process(batch, lambda key: decode_record(table.get(key)))

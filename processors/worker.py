@@ -19,8 +19,15 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     _bound_fetch_wait(settings.processor.fetch_max_wait_ms)
-    app = create_app(settings)
+    app = create_app(settings, on_crash=_exit_for_restart)
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+def _exit_for_restart(reason: BaseException) -> None:
+    # A worker that cannot process must not sit idle: exit so a supervisor restarts it. Outputs
+    # are acknowledged before state is stored, so this loses nothing (as after a SIGKILL).
+    logging.getLogger("labelstore.processor").critical("exiting: %r", reason)
+    os._exit(70)
 
 
 def _bound_fetch_wait(milliseconds: int) -> None:
