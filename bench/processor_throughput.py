@@ -35,6 +35,7 @@ from events.reader import count_records, read_raw
 from labelstore.declarations import load_declarations
 from labelstore.labels import LabelVersion
 from labelstore.localkafka import LocalKafkaCluster
+from labelstore.localkafka.cluster import free_port
 from labelstore.rules.model import load_rules
 from labelstore.settings import KafkaSettings, LocalKafkaSettings, ProcessorSettings, Settings, TopicSettings
 from processors.core import EntityProcessor, RawMessage, encode_record
@@ -75,7 +76,7 @@ def fresh_settings(bootstrap: str, data_dir: Path, **processor: object) -> Setti
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
         topics=TopicSettings(prefix=f"bench{uuid.uuid4().hex[:8]}."),
-        processor=ProcessorSettings(data_dir=data_dir, web_port=_free_port(), session_timeout_s=6.0, **processor),
+        processor=ProcessorSettings(data_dir=data_dir, web_port=free_port(), session_timeout_s=6.0, **processor),
     )
     changelog = TopicSpec(bare_changelog(settings), settings.kafka.partitions, 1, {"cleanup.policy": "compact"})
     ensure_topics(settings, [*topic_specs(settings), changelog])
@@ -191,14 +192,6 @@ def latency(settings: Settings, records: list[tuple[bytes, bytes]], rate: float,
 
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else float("nan")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:

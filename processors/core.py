@@ -21,10 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
-from events.models import EVENT_MODELS
-from events.wire import describe_validation_error
+from events.exceptions import InvalidEventError
+from events.wire import parse_event
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
@@ -138,9 +136,9 @@ class EntityProcessor:
             return reject("key-mismatch", f"key {message.key!r} is not the event's entity_id {decoded.record['entity_id']!r}")
         if self.validate_payloads:
             try:
-                EVENT_MODELS[decoded.event_type].model_validate(decoded.record)
-            except ValidationError as exc:
-                return reject("invalid-event", describe_validation_error(decoded.event_type, exc))
+                parse_event(decoded.record)
+            except InvalidEventError as exc:
+                return reject("invalid-event", str(exc))
         return decoded
 
 

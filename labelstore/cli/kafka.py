@@ -53,7 +53,7 @@ def status() -> None:
         table = Table("node", "pid", "port", "alive", title=cluster.bootstrap_servers)
         for index, node in enumerate(cluster.nodes):
             pid = cluster.pids.get(index)
-            table.add_row(str(node.node_id), str(pid or "-"), str(node.port), "yes" if cluster._alive(index) else "[red]no")
+            table.add_row(str(node.node_id), str(pid or "-"), str(node.port), "yes" if cluster.is_node_alive(index) else "[red]no")
         console.print(table)
 
 

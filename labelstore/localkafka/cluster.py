@@ -153,9 +153,9 @@ class LocalKafkaCluster:
         self.wait_until_ready(timeout)
 
     def is_running(self) -> bool:
-        return bool(self.pids) and all(self._alive(index) for index in self.pids)
+        return bool(self.pids) and all(self.is_node_alive(index) for index in self.pids)
 
-    def _alive(self, index: int) -> bool:
+    def is_node_alive(self, index: int) -> bool:
         process = self._processes.get(index)
         if process is not None:
             return process.poll() is None
@@ -167,7 +167,7 @@ class LocalKafkaCluster:
         deadline = time.monotonic() + timeout
         while True:
             for index in self.pids:
-                if not self._alive(index):
+                if not self.is_node_alive(index):
                     raise LocalKafkaError(f"node {index + 1} exited during start-up:\n{self.log_tail(index)}")
             try:
                 if len(admin.list_topics(timeout=2).brokers) >= len(self.pids):
@@ -230,7 +230,7 @@ class LocalKafkaCluster:
         self._processes[index], self.pids[index] = process, process.pid
 
     def _signal(self, index: int, signum: int) -> None:
-        if self._alive(index):
+        if self.is_node_alive(index):
             os.kill(self.pids[index], signum)
 
     def _wait_exit(self, index: int, timeout: float) -> bool:
@@ -245,7 +245,7 @@ class LocalKafkaCluster:
             except subprocess.TimeoutExpired:
                 return False
         deadline = time.monotonic() + timeout
-        while self._alive(index):
+        while self.is_node_alive(index):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -11,14 +10,9 @@ from pathlib import Path
 
 from events.reader import read_raw
 from labelstore.labels import LabelVersion
+from labelstore.localkafka.cluster import free_port
 from labelstore.settings import ProcessorSettings, Settings
 from processors.launcher import start_worker_process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def with_processor(settings: Settings, data_dir: Path, **processor: object) -> Settings:
