@@ -21,15 +21,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from events.exceptions import InvalidEventError
-from events.wire import parse_event
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
+from labelstore.intake import Rejection, admit
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
 from schemas.codec import AvroCodec, DecodedEvent
-from schemas.exceptions import DecodeError
 
 
 @dataclass(frozen=True)
@@ -119,27 +117,12 @@ class EntityProcessor:
         return folded
 
     def _decode(self, message: RawMessage, result: BatchResult) -> DecodedEvent | None:
-        def reject(error_type: str, reason: str) -> None:
-            result.dead_letters.append(DeadLetter(message, error_type, reason))
-
-        if not message.key:
-            return reject("missing-key", "message has no key; events must be keyed by entity_id")
-        if message.value is None:
-            return reject("missing-value", "message has no value")
-        try:
-            decoded = self.codec.decode(message.value)
-        except DecodeError as exc:
-            return reject(type(exc).__name__, str(exc))
-        if decoded.entity_type != self.entity_type:
-            return reject("wrong-entity-type", f"a {decoded.entity_type} event on the {self.entity_type} topic")
-        if decoded.record["entity_id"].encode() != message.key:
-            return reject("key-mismatch", f"key {message.key!r} is not the event's entity_id {decoded.record['entity_id']!r}")
-        if self.validate_payloads:
-            try:
-                parse_event(decoded.record)
-            except InvalidEventError as exc:
-                return reject("invalid-event", str(exc))
-        return decoded
+        admitted = admit(self.entity_type, message.key, message.value, self.codec,
+                         validate_payloads=self.validate_payloads)
+        if isinstance(admitted, Rejection):
+            result.dead_letters.append(DeadLetter(message, admitted.error_type, admitted.reason))
+            return None
+        return admitted
 
 
 def new_record(initial_state: State) -> dict[str, Any]:
