@@ -102,3 +102,19 @@ def _check(admin: AdminClient, specs: list[TopicSpec], existing: Mapping, timeou
                     f"topic {spec.name} has {key}={actual}, labelstore needs {key}={wanted}: "
                     f"change it with kafka-configs or use another topic prefix"
                 )
+
+
+def end_offsets(settings: Settings, partitions: Mapping[str, list[int]], *, timeout: float = 30.0) -> dict[str, dict[int, int]]:
+    """The current end offset of each partition, in one request per broker."""
+    from confluent_kafka import IsolationLevel, TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+    request = {TopicPartition(t, p): OffsetSpec.latest() for t, ps in partitions.items() for p in ps}
+    if not request:
+        return {}
+    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
+    ends: dict[str, dict[int, int]] = {topic: {} for topic in partitions}
+    for tp, future in futures.items():
+        ends[tp.topic][tp.partition] = future.result().offset
+    return ends

@@ -93,6 +93,14 @@ class ProcessorSettings(_Group):
     validate_payloads: bool = True
 
 
+class WarehouseSettings(_Group):
+    """Where the materializer archives events and label versions (Parquet + a DuckDB file)."""
+
+    path: Path = Field(default_factory=lambda: Path("warehouse"))
+    flush_records: int = Field(default=100_000, ge=1, description="records buffered before a commit, at most")
+    flush_interval_s: float = Field(default=5.0, gt=0, description="longest a record waits for a commit")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LABELSTORE_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -102,6 +110,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = Field(default_factory=TopicSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
+    warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
 
     def to_environment(self) -> dict[str, str]:
         """These settings as ``LABELSTORE_*`` variables, to hand to a child process."""

@@ -6,6 +6,7 @@ import typer
 
 from labelstore.cli.demo import demo_app
 from labelstore.cli.kafka import kafka_app
+from labelstore.cli.materialize import materialize
 from labelstore.cli.process import process
 from labelstore.cli.schemas import schemas_app
 from labelstore.cli.topics import topics_app
@@ -21,6 +22,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
 app.command("process")(process)
+app.command("materialize")(materialize)
 
 
 def main() -> None:

@@ -1,0 +1,143 @@
+"""Kafka -> Parquet: archive every event and every label version, resuming from committed offsets.
+
+The materializer assigns itself every partition of the event topics and of ``labels.versions``
+(no consumer group: the warehouse's commit log, not Kafka, holds its position), buffers records,
+and commits them as Parquet files with the offsets they cover. One materializer per warehouse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+
+from events.admin import end_offsets
+from labelstore.connection import bootstrap_servers
+from labelstore.errors import LabelstoreError
+from labelstore.settings import Settings
+from labelstore.warehouse import DATASETS, Warehouse
+from materializers.commits import CommitLog
+from materializers.rows import Batch, RowMaker
+
+log = logging.getLogger("labelstore.materializer")
+
+
+@dataclass
+class MaterializerStats:
+    records: int = 0
+    skipped: int = 0
+    commits: int = 0
+
+
+class Materializer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.warehouse = Warehouse(settings.warehouse.path)
+        self.commit_log = CommitLog(self.warehouse)
+        self.stats = MaterializerStats()
+        topics = settings.topics
+        self.event_topics = [topics.events_topic(e) for e in topics.entity_topics]
+        self.versions_topic = topics.label_versions_topic
+        self.rows = RowMaker({e: topics.events_topic(e) for e in topics.entity_topics},
+                             validate_payloads=settings.processor.validate_payloads)
+
+    def run(self, *, until_caught_up: bool = False, should_stop: Callable[[], bool] = lambda: False,
+            on_commit: Callable[[MaterializerStats], None] | None = None) -> MaterializerStats:
+        self.warehouse.root.mkdir(parents=True, exist_ok=True)
+        self.commit_log.recover()
+        self.refresh_duckdb()
+        consumer = Consumer({
+            "bootstrap.servers": bootstrap_servers(self.settings),
+            "group.id": "labelstore-materializer",  # required by the client; never joined or committed
+            "enable.auto.commit": False,
+            "queued.min.messages": 200_000,
+            "fetch.queue.backoff.ms": 10,
+        })
+        try:
+            positions = self._assign(consumer)
+            targets = end_offsets(self.settings, {t: list(ps) for t, ps in positions.items()}) if until_caught_up else None
+            batch, started = Batch(), time.monotonic()
+            while not should_stop():
+                for message in consumer.consume(10_000, timeout=0.2):
+                    if message.error():
+                        raise KafkaException(message.error())
+                    self._add(batch, message)
+                    positions[message.topic()][message.partition()] = message.offset() + 1
+                caught_up = targets is not None and _reached(consumer, positions, targets)
+                due = time.monotonic() - started >= self.settings.warehouse.flush_interval_s
+                if batch.records and (caught_up or due or batch.records >= self.settings.warehouse.flush_records):
+                    self._commit(batch, positions)
+                    if on_commit is not None:
+                        on_commit(self.stats)
+                    batch, started = Batch(), time.monotonic()
+                elif due:
+                    started = time.monotonic()
+                if caught_up and not batch.records:
+                    break
+        finally:
+            consumer.close()
+        return self.stats
+
+    def refresh_duckdb(self) -> None:
+        """(Re)create the views of the DuckDB file; the globs in them pick up later files by themselves."""
+        try:
+            with duckdb.connect(str(self.warehouse.duckdb_path)) as connection:
+                self.warehouse.create_views(connection)
+        except duckdb.IOException as exc:  # someone holds the file open: the views stay as they were
+            log.warning("could not update %s: %s", self.warehouse.duckdb_path, exc)
+
+    def _add(self, batch: Batch, message) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic == self.versions_topic:
+            made = self.rows.label_version(message.value())
+        else:
+            made = self.rows.event(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
+        if made is None:
+            self.stats.skipped += 1  # bad input: the processor routes it to the dead-letter topic
+            return
+        folder, row = made
+        batch.add(folder, row, topic, partition, offset)
+
+    def _commit(self, batch: Batch, positions: dict[str, dict[int, int]]) -> None:
+        had_files = {dataset: self.warehouse.has_files(dataset) for dataset in DATASETS}
+        for dataset, partition, table, covers in batch.tables():
+            self.commit_log.stage(dataset, partition, table, covers)
+        self.commit_log.commit(positions)
+        self.stats.records += batch.records
+        self.stats.commits += 1
+        log.info("commit %d: %d records", self.commit_log.sequence, batch.records)
+        if any(not had and self.warehouse.has_files(d) for d, had in had_files.items()):
+            self.refresh_duckdb()
+
+    def _assign(self, consumer: Consumer) -> dict[str, dict[int, int]]:
+        stored = self.warehouse.offsets()
+        positions: dict[str, dict[int, int]] = {}
+        assignment = []
+        for topic in [*self.event_topics, self.versions_topic]:
+            metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                raise LabelstoreError(f"topic {topic} does not exist: create it with `labelstore topics create`")
+            positions[topic] = {}
+            for partition in metadata.partitions:
+                offset = stored.get(topic, {}).get(partition)
+                positions[topic][partition] = offset if offset is not None else 0
+                assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING if offset is None else offset))
+        consumer.assign(assignment)
+        return positions
+
+
+def _reached(consumer: Consumer, positions: dict[str, dict[int, int]], targets: dict[str, dict[int, int]]) -> bool:
+    behind = [TopicPartition(t, p) for t, parts in targets.items() for p, end in parts.items() if positions[t][p] < end]
+    if not behind:
+        return True
+    # Transaction markers and compaction leave gaps: ask the consumer where it really is.
+    for position in consumer.position(behind):
+        if position.offset >= 0 and position.offset >= targets[position.topic][position.partition]:
+            positions[position.topic][position.partition] = position.offset
+        else:
+            return False
+    return True
