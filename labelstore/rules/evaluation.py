@@ -46,7 +46,7 @@ class RuleEvaluator:
         """Label columns for an Arrow table that has (at least) the fields the rules read."""
         self._connection.register("states", states)
         try:
-            return self._connection.execute(self._sql).to_arrow_table()
+            return self._connection.sql(self._sql).to_arrow_table()
         finally:
             self._connection.unregister("states")
 
