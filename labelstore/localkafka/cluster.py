@@ -213,7 +213,7 @@ class LocalKafkaCluster:
             return  # formatted before: keep the data
         quorum = ["--standalone"] if len(self.nodes) == 1 else []
         command = [java, "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", *quorum,
-                   "-t", cluster_id, "-c", str(node.properties_file)]
+                   f"--cluster-id={cluster_id}", "-c", str(node.properties_file)]  # ids may start with "-"
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise LocalKafkaError(f"formatting node {node.node_id} failed:\n{(done.stdout + done.stderr)[-2000:]}")
