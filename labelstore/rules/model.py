@@ -25,6 +25,10 @@ class LabelRule(BaseModel):
     expression: str = Field(min_length=1)
     value_type: ValueType = "string"
     description: str = ""
+    maturity_days: float | None = Field(
+        default=None, gt=0,
+        description="the label can still change this long after the entity's first event; mature after that",
+    )
 
     @property
     def key(self) -> str:

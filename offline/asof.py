@@ -1,0 +1,248 @@
+"""Point-in-time label queries on both time axes, for one entity, all entities, or a spine.
+
+- ``known_at=T``: the label as the system knew it at T: the latest version the processor emitted
+  whose causing event was recorded (broker log-append time) at or before T. Exactly what a
+  real-time consumer saw; never leaks what was learned later.
+- ``valid_at=T``: the label the entity had at business time T, given every event known now: the
+  archived events are re-folded in ``event_time`` order (late events in their place) and the
+  rules re-evaluated, then the last version with ``event_time`` at or before T wins.
+- both: valid at T1 as known at T2 (only events recorded by T2 are re-folded).
+
+Boundaries are inclusive (``<=``). Versions at the same instant are ordered by the log (recorded_at,
+partition, offset): the last one wins. An entity without a version at that time gets NULL.
+
+For a spine (a table with an entity column and a timestamp column, the rows of a training set),
+pass the name of its timestamp column as ``known_at`` or ``valid_at``: every row is answered at
+its own time. Rows, their order and their duplicates are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from labelstore.declarations import load_declarations
+from labelstore.errors import LabelstoreError
+from labelstore.rules.model import LabelRule, load_rules
+from labelstore.warehouse import Warehouse
+from offline.history import label_history, state_history
+
+Output = Literal["arrow", "pandas", "polars"]
+Maturity = Literal["all", "mature", "flag"]
+TimeArg = datetime | str | None
+SQL_TYPES = {"string": "VARCHAR", "boolean": "BOOLEAN", "long": "BIGINT", "double": "DOUBLE"}
+
+
+class QueryError(LabelstoreError):
+    """An as-of query that cannot be answered as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """Where a label's versions come from and how they are ordered in time."""
+
+    relation: str  # a view over label versions with a ``label`` column
+    time: str  # the column compared with the query time
+    ties: str  # ORDER BY tail that puts versions at the same time in log order
+
+
+KNOWN = _Axis("labels", "recorded_at", "cause_offset")
+VALID = _Axis("valid_versions", "event_time", "recorded_at, cause_partition, cause_offset")
+
+
+def as_of(
+    warehouse: Warehouse,
+    labels: str | Sequence[str],
+    *,
+    known_at: TimeArg = None,
+    valid_at: TimeArg = None,
+    entity_ids: Sequence[str] | None = None,
+    spine: Any = None,
+    entity_column: str = "entity_id",
+    maturity: Maturity = "all",
+    rules: Sequence[LabelRule] | None = None,
+    output: Output = "arrow",
+) -> Any:
+    """Labels at a point in time. Without ``spine``: one row per entity and label (a snapshot, or
+    the given ``entity_ids``, which get a row even without a version). With ``spine``: the spine
+    with one column per label (and ``<label>_mature`` with ``maturity="flag"``).
+
+    ``maturity``: ``all`` returns every label, ``mature`` only labels past their maturity window
+    at the query time (others become NULL in a spine, absent in a snapshot), ``flag`` marks them.
+    """
+    names = [labels] if isinstance(labels, str) else list(labels)
+    chosen = _rules_for(names, rules)
+    entity_type = _one_entity_type(chosen)
+    connection = warehouse.connect()
+    try:
+        if spine is not None:
+            table = _spine_join(connection, chosen, entity_type, _as_arrow(spine), entity_column, known_at, valid_at, maturity)
+        else:
+            table = _point(connection, chosen, entity_type, entity_ids, _instant(known_at, "known_at"),
+                           _instant(valid_at, "valid_at"), maturity)
+    finally:
+        connection.close()
+    return convert(table, output)
+
+
+def convert(table: pa.Table, output: Output) -> Any:
+    if output == "arrow":
+        return table
+    if output == "pandas":
+        return table.to_pandas()
+    if output == "polars":
+        import polars
+
+        return polars.from_arrow(table)
+    raise QueryError(f"output must be arrow, pandas or polars, not {output!r}")
+
+
+def _point(connection, rules, entity_type, entity_ids, known_at, valid_at, maturity) -> pa.Table:
+    axis = _prepare_axis(connection, rules, entity_type, known_at, valid_at)
+    at = valid_at if valid_at is not None else known_at
+    if maturity != "all":
+        _first_seen(connection, entity_type)
+    parts = []
+    for rule in rules:
+        chosen = f"""
+            SELECT * FROM {axis.relation}
+            WHERE label = $label AND entity_type = $entity_type {'AND ' + axis.time + ' <= $at' if at is not None else ''}
+            QUALIFY row_number() OVER (PARTITION BY entity_id ORDER BY {axis.time} DESC, {_desc(axis.ties)}) = 1"""
+        if entity_ids is not None:
+            connection.register("wanted", pa.table({"entity_id": pa.array(list(entity_ids), pa.string())}))
+            source = f"wanted w LEFT JOIN ({chosen}) v USING (entity_id)"
+        else:
+            source = f"({chosen}) v"
+        mature = _mature_sql(rule, "$at" if at is not None else "now()")
+        keep = f"WHERE value IS NULL OR {mature}" if maturity == "mature" else ""
+        flag = f", {mature} AS mature" if maturity == "flag" else ""
+        parameters = {"label": rule.name, "entity_type": entity_type}
+        if at is not None:
+            parameters["at"] = at
+        parts.append(connection.sql(f"""
+            SELECT $entity_type AS entity_type, entity_id, $label AS label,
+                   CAST(value AS {SQL_TYPES[rule.value_type]}) AS value, rule_version, version_id,
+                   event_time, recorded_at, event_id{flag}
+            FROM {source} {'LEFT JOIN first_seen f USING (entity_id)' if maturity != 'all' else ''} {keep}
+            ORDER BY entity_id""", params=parameters).to_arrow_table())
+    return pa.concat_tables(parts)
+
+
+def _spine_join(connection, rules, entity_type, spine: pa.Table, entity_column, known_at, valid_at, maturity) -> pa.Table:
+    column, fixed = _spine_time(spine, known_at, valid_at)
+    if entity_column not in spine.column_names:
+        raise QueryError(f"the spine has no column {entity_column!r} (columns: {', '.join(spine.column_names)})")
+    if column == known_at:
+        axis = _prepare_axis(connection, rules, entity_type, None, None)
+    else:  # valid time from the spine, optionally as known at a fixed time
+        axis = _prepare_axis(connection, rules, entity_type, _instant(fixed, "known_at"), datetime.now(UTC))
+    ordinal = "__labelstore_row"
+    connection.register("spine_input", spine)
+    connection.execute(f"CREATE TEMP TABLE spine AS SELECT *, row_number() OVER () AS {ordinal} FROM spine_input")
+    selected, joins = ["s.* EXCLUDE (" + ordinal + ")"], []
+    if maturity != "all":
+        _first_seen(connection, entity_type)
+        joins.append(f'LEFT JOIN first_seen f ON f.entity_id = s."{entity_column}"')
+    for index, rule in enumerate(rules):
+        alias = f"v{index}"
+        connection.execute(f"""
+            CREATE TEMP TABLE {alias} AS
+            SELECT entity_id, {axis.time} AS at, value FROM {axis.relation}
+            WHERE label = $label AND entity_type = $entity_type
+            QUALIFY row_number() OVER (PARTITION BY entity_id, {axis.time} ORDER BY {_desc(axis.ties)}) = 1
+            """, {"label": rule.name, "entity_type": entity_type})
+        joins.append(f'ASOF LEFT JOIN {alias} ON s."{entity_column}" = {alias}.entity_id AND s."{column}" >= {alias}.at')
+        value = f"CAST({alias}.value AS {SQL_TYPES[rule.value_type]})"
+        mature = _mature_sql(rule, f's."{column}"')
+        if maturity == "mature":
+            value = f"CASE WHEN {mature} THEN {value} END"
+        selected.append(f'{value} AS "{rule.name}"')
+        if maturity == "flag":
+            selected.append(f'{mature} AS "{rule.name}_mature"')
+    return connection.sql(f"SELECT {', '.join(selected)} FROM spine s {' '.join(joins)} ORDER BY s.{ordinal}").to_arrow_table()
+
+
+def _prepare_axis(connection, rules, entity_type, known_at: datetime | None, valid_at: datetime | None) -> _Axis:
+    """The known axis reads what the processor emitted; the valid axis re-folds the archive."""
+    if valid_at is None:
+        return KNOWN
+    declaration = load_declarations()[entity_type]
+    states = state_history(connection, declaration, order="valid", known_at=known_at)
+    connection.register("valid_versions", label_history(states, entity_type, rules, declaration))
+    return VALID
+
+
+def _mature_sql(rule: LabelRule, at: str) -> str:
+    """Mature: the maturity window, counted from the entity's first event, has passed at ``at``.
+    Needs ``first_seen f`` joined (see ``_first_seen``)."""
+    if rule.maturity_days is None:
+        return "true"
+    return f"coalesce(f.first_ms + {int(rule.maturity_days * 86_400_000)} <= epoch_ms({at}), false)"
+
+
+def _first_seen(connection, entity_type: str) -> None:
+    """Each entity's earliest event_time among all archived events (epoch ms)."""
+    connection.execute("""
+        CREATE OR REPLACE TEMP TABLE first_seen AS
+        SELECT entity_id, epoch_ms(min(event_time)) AS first_ms FROM events WHERE entity_type = ? GROUP BY entity_id
+        """, [entity_type])
+
+
+def _spine_time(spine: pa.Table, known_at: TimeArg, valid_at: TimeArg) -> tuple[str, TimeArg]:
+    columns = [a for a in (known_at, valid_at) if isinstance(a, str)]
+    if len(columns) != 1:
+        raise QueryError("a spine query needs the name of the spine's timestamp column as known_at= or valid_at= "
+                         "(the other may be a fixed time)")
+    column = columns[0]
+    if column not in spine.column_names:
+        raise QueryError(f"the spine has no column {column!r} (columns: {', '.join(spine.column_names)})")
+    if not pa.types.is_timestamp(spine.schema.field(column).type):
+        raise QueryError(f"spine column {column!r} must hold timestamps, not {spine.schema.field(column).type}")
+    if column == known_at and valid_at is not None:
+        raise QueryError("valid_at at a fixed time with known_at from the spine is not supported: "
+                         "ask valid_at from the spine with a fixed known_at instead")
+    return column, known_at if column == valid_at else None
+
+
+def _instant(value: TimeArg, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise QueryError(f"{name}={value!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _rules_for(names: Sequence[str], rules: Sequence[LabelRule] | None) -> list[LabelRule]:
+    by_name = {rule.name: rule for rule in (load_rules() if rules is None else rules)}
+    unknown = [name for name in names if name not in by_name]
+    if unknown or not names:
+        raise QueryError(f"unknown label {', '.join(map(repr, unknown)) or '(none given)'}; "
+                         f"known labels: {', '.join(sorted(by_name))}")
+    return [by_name[name] for name in names]
+
+
+def _one_entity_type(rules: Sequence[LabelRule]) -> str:
+    types = {rule.entity_type for rule in rules}
+    if len(types) != 1:
+        raise QueryError(f"labels of one entity type at a time, got {', '.join(sorted(types))}")
+    return types.pop()
+
+
+def _as_arrow(spine: Any) -> pa.Table:
+    if isinstance(spine, pa.Table):
+        return spine
+    if hasattr(spine, "to_arrow"):  # polars
+        return spine.to_arrow()
+    return pa.Table.from_pandas(spine, preserve_index=False)
+
+
+def _desc(columns: str) -> str:
+    return ", ".join(f"{column.strip()} DESC" for column in columns.split(","))
+
