@@ -82,8 +82,8 @@ def as_of(
         if spine is not None:
             table = _spine_join(connection, chosen, entity_type, _as_arrow(spine), entity_column, known_at, valid_at, maturity)
         else:
-            table = _point(connection, chosen, entity_type, entity_ids, _instant(known_at, "known_at"),
-                           _instant(valid_at, "valid_at"), maturity)
+            table = _point(connection, chosen, entity_type, entity_ids, instant(known_at, "known_at"),
+                           instant(valid_at, "valid_at"), maturity)
     finally:
         connection.close()
     return convert(table, output)
@@ -139,7 +139,7 @@ def _spine_join(connection, rules, entity_type, spine: pa.Table, entity_column, 
     if column == known_at:
         axis = _prepare_axis(connection, rules, entity_type, None, None)
     else:  # valid time from the spine, optionally as known at a fixed time
-        axis = _prepare_axis(connection, rules, entity_type, _instant(fixed, "known_at"), datetime.now(UTC))
+        axis = _prepare_axis(connection, rules, entity_type, instant(fixed, "known_at"), datetime.now(UTC))
     ordinal = "__labelstore_row"
     connection.register("spine_input", spine)
     connection.execute(f"CREATE TEMP TABLE spine AS SELECT *, row_number() OVER () AS {ordinal} FROM spine_input")
@@ -208,7 +208,7 @@ def _spine_time(spine: pa.Table, known_at: TimeArg, valid_at: TimeArg) -> tuple[
     return column, known_at if column == valid_at else None
 
 
-def _instant(value: TimeArg, name: str) -> datetime | None:
+def instant(value: TimeArg, name: str) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
