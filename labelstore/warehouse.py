@@ -70,16 +70,20 @@ class Commit:
     sequence: int
     files: tuple[str, ...]
     offsets: dict[str, dict[int, int]]  # topic -> partition -> next offset to archive
+    # Every record the brokers logged before this time (epoch ms) is archived: the materializer
+    # had reached the end of every partition. None when it was behind.
+    complete_through_ms: int | None = None
 
     def to_json(self) -> str:
         return json.dumps({"sequence": self.sequence, "files": list(self.files),
-                           "offsets": {t: {str(p): o for p, o in ps.items()} for t, ps in self.offsets.items()}})
+                           "offsets": {t: {str(p): o for p, o in ps.items()} for t, ps in self.offsets.items()},
+                           "complete_through_ms": self.complete_through_ms})
 
     @classmethod
     def from_json(cls, text: str) -> Commit:
         data = json.loads(text)
         offsets = {t: {int(p): o for p, o in ps.items()} for t, ps in data["offsets"].items()}
-        return cls(data["sequence"], tuple(data["files"]), offsets)
+        return cls(data["sequence"], tuple(data["files"]), offsets, data.get("complete_through_ms"))
 
 
 class Warehouse:

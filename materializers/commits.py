@@ -21,6 +21,9 @@ import pyarrow.parquet as pq
 from labelstore.warehouse import Commit, Warehouse
 
 
+KEEP_COMMITS = 20
+
+
 class CommitLog:
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
@@ -48,9 +51,10 @@ class CommitLog:
         _fsync(staged)
         self._staged.append(relative.as_posix())
 
-    def commit(self, offsets: Mapping[str, Mapping[int, int]]) -> Commit:
+    def commit(self, offsets: Mapping[str, Mapping[int, int]], complete_through_ms: int | None = None) -> Commit:
         self.sequence += 1
-        commit = Commit(self.sequence, tuple(self._staged), {t: dict(ps) for t, ps in offsets.items()})
+        commit = Commit(self.sequence, tuple(self._staged), {t: dict(ps) for t, ps in offsets.items()},
+                        complete_through_ms)
         self.warehouse.commits_dir.mkdir(parents=True, exist_ok=True)
         final = self.warehouse.commits_dir / f"{commit.sequence:09d}.json"
         temporary = final.with_suffix(".json.tmp")
@@ -61,6 +65,8 @@ class CommitLog:
         self._move_into_place(commit)
         shutil.rmtree(self._staging(commit.sequence), ignore_errors=True)
         self._staged = []
+        for old in sorted(self.warehouse.commits_dir.glob("*.json"))[:-KEEP_COMMITS]:
+            old.unlink()  # their files are in place; only the last commit is ever read back
         return commit
 
     def _move_into_place(self, commit: Commit) -> None:

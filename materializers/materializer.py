@@ -69,8 +69,10 @@ class Materializer:
                     positions[message.topic()][message.partition()] = message.offset() + 1
                 caught_up = targets is not None and _reached(consumer, positions, targets)
                 due = time.monotonic() - started >= self.settings.warehouse.flush_interval_s
-                if batch.records and (caught_up or due or batch.records >= self.settings.warehouse.flush_records):
-                    self._commit(batch, positions)
+                full = batch.records >= self.settings.warehouse.flush_records
+                if (batch.records and (caught_up or due or full)) or (due or caught_up) and self._idle_at_end(consumer, positions):
+                    # An idle commit only records that the archive is complete up to now.
+                    self._commit(batch, positions, _complete_through(consumer, positions))
                     if on_commit is not None:
                         on_commit(self.stats)
                     batch, started = Batch(), time.monotonic()
@@ -90,6 +92,9 @@ class Materializer:
         except duckdb.IOException as exc:  # someone holds the file open: the views stay as they were
             log.warning("could not update %s: %s", self.warehouse.duckdb_path, exc)
 
+    def _idle_at_end(self, consumer: Consumer, positions: dict[str, dict[int, int]]) -> bool:
+        return _complete_through(consumer, positions) is not None
+
     def _add(self, batch: Batch, message) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic == self.versions_topic:
@@ -102,11 +107,11 @@ class Materializer:
         folder, row = made
         batch.add(folder, row, topic, partition, offset)
 
-    def _commit(self, batch: Batch, positions: dict[str, dict[int, int]]) -> None:
+    def _commit(self, batch: Batch, positions: dict[str, dict[int, int]], complete_through_ms: int | None) -> None:
         had_files = {dataset: self.warehouse.has_files(dataset) for dataset in DATASETS}
         for dataset, partition, table, covers in batch.tables():
             self.commit_log.stage(dataset, partition, table, covers)
-        self.commit_log.commit(positions)
+        self.commit_log.commit(positions, complete_through_ms)
         self.stats.records += batch.records
         self.stats.commits += 1
         log.info("commit %d: %d records", self.commit_log.sequence, batch.records)
@@ -128,6 +133,17 @@ class Materializer:
                 assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING if offset is None else offset))
         consumer.assign(assignment)
         return positions
+
+
+def _complete_through(consumer: Consumer, positions: dict[str, dict[int, int]]) -> int | None:
+    """Now (less a second for the fetch in flight) if every partition is at its last fetched end, else None."""
+    seen_at = int(time.time() * 1000) - 1_000
+    for topic, partitions in positions.items():
+        for partition, position in partitions.items():
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high < 0 or position < high:
+                return None
+    return seen_at
 
 
 def _reached(consumer: Consumer, positions: dict[str, dict[int, int]], targets: dict[str, dict[int, int]]) -> bool:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,12 @@ def _check_archive_reaches(warehouse: Warehouse, known_at: datetime) -> None:
         (latest,) = connection.execute("SELECT max(recorded_at) FROM events").fetchall()[0]
     finally:
         connection.close()
-    if latest is None or latest < known_at:
+    commit = warehouse.last_commit()
+    complete = commit.complete_through_ms if commit else None
+    reaches = max(filter(None, [latest, complete and datetime.fromtimestamp(complete / 1000, UTC)]), default=None)
+    if reaches is None or reaches < known_at:
         raise QueryError(
-            f"the events archive only reaches {latest.isoformat() if latest else '(nothing archived)'}; "
+            f"the events archive only reaches {reaches.isoformat() if reaches else '(nothing archived)'}; "
             f"a snapshot known at {known_at.isoformat()} could still change: run `labelstore materialize` "
             "or choose an earlier --known-at")
 

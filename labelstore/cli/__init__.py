@@ -7,6 +7,7 @@ import typer
 from labelstore.cli.demo import demo_app
 from labelstore.cli.kafka import kafka_app
 from labelstore.cli.materialize import materialize
+from labelstore.cli.offline import asof, check, explain, snapshot
 from labelstore.cli.process import process
 from labelstore.cli.schemas import schemas_app
 from labelstore.cli.topics import topics_app
@@ -23,6 +24,8 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
 app.command("process")(process)
 app.command("materialize")(materialize)
+for command in (asof, snapshot, check, explain):
+    app.command(command.__name__)(command)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from events.admin import end_offsets
 from labelstore.settings import Settings, WarehouseSettings
@@ -22,6 +22,8 @@ def processed_everything(settings: Settings) -> bool:
                          "group.id": settings.topics.prefix + settings.processor.app_id, "enable.auto.commit": False})
     try:
         committed = consumer.committed([TopicPartition(t, p) for t in topics for p in ends[t]], timeout=30)
+    except KafkaException:  # the group coordinator is still loading on a fresh broker
+        return False
     finally:
         consumer.close()
     return all(tp.offset >= ends[tp.topic][tp.partition] or ends[tp.topic][tp.partition] == 0 for tp in committed)

@@ -72,7 +72,15 @@ def world(kafka_cluster, tmp_path_factory):
         warehouse = materialize(settings, directory / "warehouse")
     finally:
         worker.stop()
+    TOPICS[warehouse.root] = settings.topics
     return warehouse, known
+
+
+TOPICS = {}
+
+
+def warehouse_topics(warehouse):
+    return TOPICS[warehouse.root]
 
 
 def fraud(warehouse, entity_id, **when):
@@ -191,3 +199,67 @@ def test_bad_queries_say_what_is_wrong(world):
         as_of(warehouse, "fraud", known_at="yesterday")
     with pytest.raises(QueryError, match="one entity type at a time"):
         as_of(warehouse, ["fraud", "misinformation"])
+
+
+def test_check_finds_no_divergence_and_names_the_first_one(world, monkeypatch):
+    from typer.testing import CliRunner
+
+    from labelstore.cli import app
+    from offline.check import check
+
+    warehouse, _ = world
+    report = check(warehouse)
+    assert report.consistent and {r.label for r in report.labels} == {"fraud", "manual_review", "misinformation"}
+    assert sum(r.matching for r in report.labels) > 50
+    monkeypatch.setenv("LABELSTORE_WAREHOUSE__PATH", str(warehouse.root))
+    assert CliRunner().invoke(app, ["check"]).exit_code == 0
+
+    # The same rule version with another expression: what the processor emitted no longer matches.
+    rules = [r.model_copy(update={"expression": "CASE WHEN classification = 'FRAUD' THEN 'positive' END"})
+             if r.name == "fraud" else r for r in load_rules()]
+    report = check(warehouse, rules)
+    fraud = next(r for r in report.labels if r.label == "fraud")
+    assert not report.consistent and fraud.extra > 0 and fraud.first_divergence is not None
+    assert next(r for r in report.labels if r.label == "manual_review").consistent
+
+
+def test_explain_shows_which_event_changed_which_label(world, tmp_path):
+    from offline.explain import explain, plot
+
+    warehouse, _ = world
+    explanation = explain(warehouse, "order", LATE)
+    assert [e["event_type"] for e in explanation.events] == ["OrderCreated", "OrderClassified", "OrderTagged"]
+    tag = explanation.events[2]["event_id"]
+    assert [(v["previous_value"], v["value"]) for v in explanation.changes_caused_by(tag)] == [("negative", "positive")]
+    assert [v["value"] for v in explanation.valid] == ["positive"]  # by business time it was never negative
+    png = plot(explanation, tmp_path / "late.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(QueryError, match="no archived events"):
+        explain(warehouse, "order", "no-such-order")
+
+
+def test_a_snapshot_is_reproducible_after_new_events(world, kafka_cluster, tmp_path):
+    from materializers.materializer import Materializer
+    from offline.snapshot import SnapshotExistsError, snapshot
+
+    warehouse, known = world
+    first = snapshot(warehouse, "train-v1", ["fraud"], known_at=known["late2"])
+    bitemporal = snapshot(warehouse, "train-v1-valid", ["fraud"], known_at=known["late2"], valid_at=T1)
+    assert first["rows"] >= 2 and first["rule_versions"] == {"fraud": 1}
+    assert (warehouse.snapshots_dir / "train-v1" / "labels.parquet").exists()
+
+    # New events arrive for a known entity and a new one, and are archived.
+    settings = settings_for(kafka_cluster.bootstrap_servers)
+    settings = settings.model_copy(update={"topics": warehouse_topics(warehouse)})
+    with Publisher(settings) as publisher:
+        publisher.publish_many([tagged(LATE, T0, "vip"), created(f"new-{SUFFIX}", T0), classified(f"new-{SUFFIX}", T1, "FRAUD")])
+    from labelstore.settings import WarehouseSettings
+    Materializer(settings.model_copy(update={"warehouse": WarehouseSettings(path=warehouse.root)})).run(until_caught_up=True)
+
+    assert snapshot(warehouse, "train-v1", ["fraud"], known_at=known["late2"])["content_sha256"] == first["content_sha256"]
+    again = snapshot(warehouse, "train-v1-valid", ["fraud"], known_at=known["late2"], valid_at=T1)
+    assert again["content_sha256"] == bitemporal["content_sha256"]
+    with pytest.raises(SnapshotExistsError, match="exists with other content"):
+        snapshot(warehouse, "train-v1", ["fraud"], known_at=datetime.now(UTC) - timedelta(seconds=1))
+    with pytest.raises(QueryError, match="the events archive only reaches"):
+        snapshot(warehouse, "future", ["fraud"], known_at=datetime.now(UTC) + timedelta(days=1))
