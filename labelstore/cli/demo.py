@@ -49,8 +49,9 @@ def run(orders: int = OrdersOption, content: int = ContentOption, seed: int = Se
                 console.print(f"the event topics already hold {held:,} events: not publishing the demo data again")
             else:
                 _publish(settings, orders, content, seed)
-            _live_stories(settings, worker)
+            stories = _live_stories(settings, worker)
             _summary(settings)
+            _offline(settings, stories)
         finally:
             worker.terminate()
             worker.wait(30)
@@ -84,7 +85,7 @@ def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
                   f"in {elapsed:.1f} s, {published / max(elapsed, 1e-9):,.0f} events/s, every one acknowledged")
 
 
-def _live_stories(settings: Settings, worker) -> None:
+def _live_stories(settings: Settings, worker) -> list[str]:
     """Replay the two seed orders event by event and show their labels from the processor."""
     from events.demo import seed_stories
     from events.publisher import Publisher
@@ -103,6 +104,30 @@ def _live_stories(settings: Settings, worker) -> None:
                                     if k != "shipping_address") or "shipping address"
                 table.add_row(f"{event.event_time:%Y-%m-%d %H:%M}", event.event_type, changed, f"[bold]{fraud}")
             console.print(table)
+    return list(seed_stories(suffix))
+
+
+def _offline(settings: Settings, stories: list[str]) -> None:
+    """Archive everything, then ask the warehouse what the fraud label was, on both time axes."""
+    from labelstore.warehouse import Warehouse
+    from materializers.materializer import Materializer
+    from offline.asof import as_of
+    from offline.explain import explain
+
+    stats = Materializer(settings).run(until_caught_up=True)
+    warehouse = Warehouse(settings.warehouse.path)
+    console.print(f"materialized {stats.records:,} records into {warehouse.root} (Parquet + labelstore.duckdb)")
+    entity_id = stories[0]
+    timeline = explain(warehouse, "order", entity_id)
+    table = Table("event", "event_time", "recorded_at", "fraud known_at=recorded_at", "fraud valid_at=event_time",
+                  title=f"as-of queries on order {entity_id}")
+    for event in timeline.events:
+        known = as_of(warehouse, "fraud", entity_ids=[entity_id], known_at=event["recorded_at"]).to_pylist()[0]["value"]
+        valid = as_of(warehouse, "fraud", entity_ids=[entity_id], valid_at=event["event_time"]).to_pylist()[0]["value"]
+        table.add_row(event["event_type"], f"{event['event_time']:%Y-%m-%d %H:%M}",
+                      f"{event['recorded_at']:%H:%M:%S.%f}"[:-3], str(known), str(valid))
+    console.print(table)
+    console.print("try: labelstore explain order " + entity_id + "   |   labelstore snapshot my-first --known-at <ISO time>")
 
 
 def _wait_until_folded(client, entity_id: str, offset: int, worker, timeout: float = 120.0) -> dict:
