@@ -7,5 +7,5 @@ COPY schemas schemas
 COPY processors processors
 COPY materializers materializers
 COPY offline offline
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[postgres]"
 ENTRYPOINT ["labelstore"]

@@ -101,6 +101,12 @@ class WarehouseSettings(_Group):
     flush_interval_s: float = Field(default=5.0, gt=0, description="longest a record waits for a commit")
 
 
+class RulesSettings(_Group):
+    """The rule catalog: any SQLAlchemy URL (PostgreSQL: postgresql+psycopg://user:pass@host/db)."""
+
+    catalog_url: str = "sqlite:///.labelstore/catalog.sqlite"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="LABELSTORE_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -111,6 +117,7 @@ class Settings(BaseSettings):
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
+    rules: RulesSettings = Field(default_factory=RulesSettings)
 
     def to_environment(self) -> dict[str, str]:
         """These settings as ``LABELSTORE_*`` variables, to hand to a child process."""

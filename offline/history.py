@@ -17,6 +17,7 @@ from typing import Literal
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold
@@ -77,37 +78,50 @@ def state_history(connection: duckdb.DuckDBPyConnection, declaration: EntityDecl
 
 
 def label_history(states: pa.Table, entity_type: str, rules: Sequence[LabelRule], declaration: EntityDeclaration) -> pa.Table:
-    """The label versions the rules give over a state history: ``LABEL_VERSIONS_SCHEMA`` plus ``label``."""
+    """The label versions the rules give over a state history: ``LABEL_VERSIONS_SCHEMA`` plus ``label``.
+
+    ``states`` must be ordered by entity, then by ``seq`` (as ``state_history`` returns them).
+    """
+    schema = LABEL_VERSIONS_SCHEMA.append(pa.field("label", pa.string()))
+    if not rules or states.num_rows == 0:
+        return schema.empty_table()
     evaluator = RuleEvaluator(declaration, rules, threads=2)
-    values = evaluator.evaluate_table(states.select(evaluator.fields)) if rules else pa.table({})
+    values = evaluator.evaluate_table(states.select(evaluator.fields))
     located = states.select(EVENT_COLUMNS.names)
+    entities = located.column("entity_id").combine_chunks()
+    continues = pc.fill_null(pc.equal(entities, _shifted(entities)), False)  # same entity as the row before
     connection = duckdb.connect()
     connection.execute("SET enable_progress_bar = false")
     parts = []
     for rule in rules:
-        connection.register("located", located.append_column("value", values.column(rule.name).cast(pa.string())))
-        parts.append(connection.sql(_CHANGES_SQL, params={
+        value = values.column(rule.name).combine_chunks().cast(pa.string())
+        previous = pc.if_else(continues, _shifted(value), pa.scalar(None, pa.string()))
+        # A change: the value differs from the entity's previous one, NULL counting as a value
+        # (an abstaining rule emits nothing; a label that becomes NULL emits a version).
+        equal = pc.equal(value, previous)
+        changed = pc.fill_null(pc.invert(equal), pc.xor(pc.is_null(value), pc.is_null(previous)))
+        changes = located.append_column("value", value).append_column("previous_value", previous).filter(changed)
+        connection.register("changes", changes)
+        parts.append(connection.sql(_VERSIONS_SQL, params={
             "namespace": VERSION_NAMESPACE.hex, "entity_type": entity_type, "label": rule.name,
             "rule_version": rule.version,
         }).to_arrow_table())
-        connection.unregister("located")
-    schema = LABEL_VERSIONS_SCHEMA.append(pa.field("label", pa.string()))
-    if not parts:
-        return schema.empty_table()
+        connection.unregister("changes")
     return pa.concat_tables([part.select(schema.names).cast(schema) for part in parts])
+
+
+def _shifted(array: pa.Array) -> pa.Array:
+    """The array moved down one row: row i holds row i-1's value, row 0 holds NULL."""
+    return pa.concat_arrays([pa.nulls(1, array.type), array.slice(0, len(array) - 1)])
 
 
 # value_text of booleans is 'true'/'false' and of numbers their JSON text: CAST(... AS VARCHAR)
 # writes the same. The version id is uuid5(namespace, name), as ``labelstore.labels.version_id``.
-_CHANGES_SQL = """
-WITH compared AS (
-    SELECT *, lag(value) OVER (PARTITION BY entity_id ORDER BY seq) AS previous_value
-    FROM located
-), changed AS (
+_VERSIONS_SQL = """
+WITH hashed AS (
     SELECT *, sha1(from_hex($namespace) || encode(concat_ws(chr(31), $entity_type, entity_id, $label,
                                                             CAST($rule_version AS VARCHAR), event_id))) AS h
-    FROM compared
-    WHERE value IS DISTINCT FROM previous_value
+    FROM changes
 )
 SELECT
     concat(h[1:8], '-', h[9:12], '-5', h[14:16], '-',
@@ -115,6 +129,5 @@ SELECT
     $entity_type AS entity_type, entity_id, $rule_version AS rule_version, value, previous_value,
     event_time, recorded_at, event_id, topic AS cause_topic, "partition" AS cause_partition,
     "offset" AS cause_offset, $label AS label
-FROM changed
-ORDER BY entity_id, seq
+FROM hashed
 """
