@@ -44,6 +44,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         spec(topics.label_versions_topic, {**FOREVER, **durable, "cleanup.policy": "delete"}),
         spec(topics.label_latest_topic, {**durable, "cleanup.policy": "compact"}),
         spec(topics.dead_letter_topic, event_config),
+        # Rule activations: every processor reads all of it, in one order; one key per activation,
+        # so compaction keeps the whole history. The log-append time is when an activation applies.
+        TopicSpec(topics.rules_topic, 1, kafka.replication_factor,
+                  {**durable, "cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"}),
     ]
 
 

@@ -46,6 +46,7 @@ class TopicSettings(_Group):
     label_versions: str = "labels.versions"
     label_latest: str = "labels.latest"
     dead_letter: str = "events.dlq"
+    rules: str = "labels.rules"
 
     def events_topic(self, entity_type: str) -> str:
         try:
@@ -65,6 +66,10 @@ class TopicSettings(_Group):
     @property
     def dead_letter_topic(self) -> str:
         return self.prefix + self.dead_letter
+
+    @property
+    def rules_topic(self) -> str:
+        return self.prefix + self.rules
 
 
 class LocalKafkaSettings(_Group):

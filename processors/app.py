@@ -22,6 +22,7 @@ from labelstore.rules.model import LabelRule, load_rules
 from labelstore.settings import ProcessorSettings, Settings
 from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record, encode_record
 from processors.dead_letters import dead_letter_headers
+from processors.rulebook import RuleBook
 from processors.tables import EntityStateTable
 from processors.web import register_label_pages
 
@@ -45,9 +46,11 @@ def create_app(
     outputs = _output_topics(app, settings)
     counters: Counter[str] = Counter()
     tables = {}
+    rulebook = RuleBook(rules, settings)  # activations on the rules topic, shared by the agents
     for entity_type, declaration in declarations.items():
         entity_rules = [rule for rule in rules if rule.entity_type == entity_type]
-        processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads)
+        processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads,
+                                    rulebook=rulebook)
         tables[entity_type] = app.Table(
             f"{entity_type}-state", partitions=settings.kafka.partitions, **RAW_TABLE
         )

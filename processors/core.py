@@ -27,6 +27,7 @@ from labelstore.intake import Rejection, admit
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
+from processors.rulebook import RuleBook
 from schemas.codec import AvroCodec, DecodedEvent
 
 
@@ -69,22 +70,27 @@ class EntityProcessor:
     """Processes batches of one entity type's event topic."""
 
     def __init__(self, declaration: EntityDeclaration, rules: Sequence[LabelRule], *,
-                 codec: AvroCodec | None = None, validate_payloads: bool = True) -> None:
+                 codec: AvroCodec | None = None, validate_payloads: bool = True,
+                 rulebook: RuleBook | None = None) -> None:
         self.entity_type = declaration.entity_type
+        self.declaration = declaration
         self.fold = EntityFold(declaration)
         self.rules = tuple(rules)
         self.evaluator = RuleEvaluator(declaration, self.rules)
+        self._evaluators = {_versions(self.rules): self.evaluator}
+        self.rulebook = rulebook
         self.codec = codec or AvroCodec()
         self.validate_payloads = validate_payloads
 
     def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None]) -> BatchResult:
         result = BatchResult()
         folded = self._fold_batch(batch, stored, result)
-        values = self.evaluator.evaluate([f.state for f in folded])
-        for item, row in zip(folded, values, strict=True):
+        rules_of = self._rules_of(folded)
+        values = self._evaluate(folded, rules_of)
+        for item, rules, row in zip(folded, rules_of, values, strict=True):
             record = result.records[item.key]
             versions = label_changes(
-                self.entity_type, item.decoded.record["entity_id"], self.rules, row, record["labels"],
+                self.entity_type, item.decoded.record["entity_id"], rules, row, record["labels"],
                 event_time=item.event_time, recorded_at=item.message.timestamp_ms,
                 cause=Cause(event_id=item.decoded.record["event_id"], topic=item.message.topic,
                             partition=item.message.partition, offset=item.message.offset),
@@ -93,6 +99,29 @@ class EntityProcessor:
                 record["labels"][version.label] = as_current(version)
             result.versions.extend(versions)
         return result
+
+    def _rules_of(self, folded: Sequence[_Folded]) -> list[tuple[LabelRule, ...]]:
+        """The rule versions in force for each event: by its log-append time (see ``RuleBook``)."""
+        if self.rulebook is None or not folded:
+            return [self.rules] * len(folded)
+        self.rulebook.ensure_known_through(max(item.message.timestamp_ms for item in folded))
+        if not self.rulebook.changes(self.entity_type):
+            return [self.rules] * len(folded)
+        return [self.rulebook.rules_at(self.entity_type, item.message.timestamp_ms) for item in folded]
+
+    def _evaluate(self, folded: Sequence[_Folded], rules_of: Sequence[tuple[LabelRule, ...]]) -> list[tuple]:
+        """Rule values per event, one DuckDB query per distinct set of rule versions in the batch."""
+        groups: dict[tuple, list[int]] = {}
+        for index, rules in enumerate(rules_of):
+            groups.setdefault(_versions(rules), []).append(index)
+        values: list[tuple] = [()] * len(folded)
+        for key, indices in groups.items():
+            evaluator = self._evaluators.get(key)
+            if evaluator is None:
+                evaluator = self._evaluators[key] = RuleEvaluator(self.declaration, rules_of[indices[0]])
+            for index, row in zip(indices, evaluator.evaluate([folded[i].state for i in indices]), strict=True):
+                values[index] = row
+        return values
 
     def _fold_batch(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None],
                     result: BatchResult) -> list[_Folded]:
@@ -123,6 +152,10 @@ class EntityProcessor:
             result.dead_letters.append(DeadLetter(message, admitted.error_type, admitted.reason))
             return None
         return admitted
+
+
+def _versions(rules: Sequence[LabelRule]) -> tuple[tuple[str, int], ...]:
+    return tuple((rule.name, rule.version) for rule in rules)
 
 
 def new_record(initial_state: State) -> dict[str, Any]:

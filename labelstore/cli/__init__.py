@@ -9,6 +9,7 @@ from labelstore.cli.kafka import kafka_app
 from labelstore.cli.materialize import materialize
 from labelstore.cli.offline import asof, check, explain, snapshot
 from labelstore.cli.process import process
+from labelstore.cli.rules import rules_app
 from labelstore.cli.schemas import schemas_app
 from labelstore.cli.topics import topics_app
 
@@ -22,6 +23,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
+app.add_typer(rules_app, name="rules")
 app.command("process")(process)
 app.command("materialize")(materialize)
 for command in (asof, snapshot, check, explain):

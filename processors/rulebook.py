@@ -1,0 +1,103 @@
+"""Which rule versions apply to an event: the built-in rules, changed by activations on the rules topic.
+
+An activation applies to events logged at or after its own log-append time. Before the processor
+evaluates events logged up to time T, ``ensure_known_through(T)`` reads the rules topic to its end
+(as of a moment after T), so no activation logged before T can be missed, whatever the worker, and
+a replay after a crash evaluates every event with the same versions as the first time.
+Assumes the brokers' and the workers' clocks agree to well under a batch interval.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from pydantic import ValidationError
+
+from labelstore.catalog.activation import ActivationRecord
+from labelstore.connection import bootstrap_servers
+from labelstore.rules.model import LabelRule
+from labelstore.settings import Settings
+
+log = logging.getLogger("labelstore.processor.rules")
+
+
+class RuleBook:
+    def __init__(self, defaults: Sequence[LabelRule], settings: Settings | None = None) -> None:
+        self._defaults: dict[str, list[LabelRule]] = defaultdict(list)
+        for rule in defaults:
+            self._defaults[rule.entity_type].append(rule)
+        # label -> [(effective ms, rule or None)], in log order
+        self._changes: dict[str, list[tuple[int, LabelRule | None]]] = {}
+        self._entity_of: dict[str, str] = {rule.name: rule.entity_type for rule in defaults}
+        self.known_through_ms = -1
+        self._consumer = None
+        if settings is not None:
+            self._topic = settings.topics.rules_topic
+            self._consumer = Consumer({"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-rules",
+                                       "enable.auto.commit": False, "enable.partition.eof": False})
+            self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
+            self._position = 0
+
+    def changes(self, entity_type: str) -> bool:
+        return any(self._entity_of.get(label) == entity_type for label in self._changes)
+
+    def rules_at(self, entity_type: str, recorded_at_ms: int) -> tuple[LabelRule, ...]:
+        """The rule of each of the entity type's labels in force for an event logged at that time."""
+        rules = {rule.name: rule for rule in self._defaults.get(entity_type, ())}
+        for label, history in self._changes.items():
+            if self._entity_of.get(label) != entity_type:
+                continue
+            index = bisect.bisect_right(history, recorded_at_ms, key=lambda change: change[0])
+            if index:
+                rule = history[index - 1][1]
+                if rule is None:
+                    rules.pop(label, None)
+                else:
+                    rules[label] = rule
+        return tuple(rules[name] for name in sorted(rules))
+
+    def ensure_known_through(self, recorded_at_ms: int) -> None:
+        if self._consumer is None or recorded_at_ms <= self.known_through_ms:
+            return
+        asked_at = int(time.time() * 1000)
+        _, end = self._watermarks()
+        while self._position < end:
+            for message in self._consumer.consume(1_000, timeout=1.0):
+                if message.error():
+                    raise KafkaException(message.error())
+                self._position = message.offset() + 1
+                self._apply(message.value(), message.timestamp()[1], message.offset())
+        self.known_through_ms = asked_at
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _apply(self, value: bytes | None, effective_ms: int, offset: int) -> None:
+        try:
+            record = ActivationRecord.model_validate_json(value or b"")
+        except ValidationError as exc:
+            log.error("ignoring rules-topic record at offset %d: %s", offset, exc)
+            return
+        self._entity_of[record.label] = record.entity_type
+        self._changes.setdefault(record.label, []).append((effective_ms, record.rule))
+        what = record.rule.key if record.rule else "off"
+        log.info("rule activation: %s %s from %d (by %s)", record.label, what, effective_ms, record.activated_by)
+
+    def _watermarks(self) -> tuple[int, int]:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=10)
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() > deadline - 25:
+                    return 0, 0  # no rules topic (created by `labelstore topics create`): no activations
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
