@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from labelstore.declarations import load_declarations
 from labelstore.errors import LabelstoreError
@@ -140,30 +141,66 @@ def _spine_join(connection, rules, entity_type, spine: pa.Table, entity_column, 
         axis = _prepare_axis(connection, rules, entity_type, None, None)
     else:  # valid time from the spine, optionally as known at a fixed time
         axis = _prepare_axis(connection, rules, entity_type, instant(fixed, "known_at"), datetime.now(UTC))
+    # Only the key columns go through DuckDB, numbered; the answers come back in spine order (a
+    # sort of numbers and labels only) and are added to the spine's own columns as they are.
     ordinal = "__labelstore_row"
-    connection.register("spine_input", spine)
-    connection.execute(f"CREATE TEMP TABLE spine AS SELECT *, row_number() OVER () AS {ordinal} FROM spine_input")
-    selected, joins = ["s.* EXCLUDE (" + ordinal + ")"], []
+    numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), spine.num_rows))
+    connection.register("spine", pa.table({entity_column: spine.column(entity_column), column: spine.column(column),
+                                           ordinal: numbers}))
+    selected, joins, names = [], [], []
     if maturity != "all":
         _first_seen(connection, entity_type)
         joins.append(f'LEFT JOIN first_seen f ON f.entity_id = s."{entity_column}"')
     for index, rule in enumerate(rules):
         alias = f"v{index}"
-        connection.execute(f"""
-            CREATE TEMP TABLE {alias} AS
-            SELECT entity_id, {axis.time} AS at, value FROM {axis.relation}
-            WHERE label = $label AND entity_type = $entity_type
-            QUALIFY row_number() OVER (PARTITION BY entity_id, {axis.time} ORDER BY {_desc(axis.ties)}) = 1
-            """, {"label": rule.name, "entity_type": entity_type})
-        joins.append(f'ASOF LEFT JOIN {alias} ON s."{entity_column}" = {alias}.entity_id AND s."{column}" >= {alias}.at')
+        parameters = {"label": rule.name, "entity_type": entity_type}
+        joins.append(_asof_join(connection, axis, alias, f's."{entity_column}"', f's."{column}"', parameters))
         value = f"CAST({alias}.value AS {SQL_TYPES[rule.value_type]})"
         mature = _mature_sql(rule, f's."{column}"')
         if maturity == "mature":
             value = f"CASE WHEN {mature} THEN {value} END"
-        selected.append(f'{value} AS "{rule.name}"')
+        selected.append(f"{value} AS v{index}")
+        names.append(rule.name)
         if maturity == "flag":
-            selected.append(f'{mature} AS "{rule.name}_mature"')
-    return connection.sql(f"SELECT {', '.join(selected)} FROM spine s {' '.join(joins)} ORDER BY s.{ordinal}").to_arrow_table()
+            selected.append(f"{mature} AS m{index}")
+            names.append(f"{rule.name}_mature")
+    answers = connection.sql(f"SELECT {', '.join(selected)} FROM spine s {' '.join(joins)} ORDER BY s.{ordinal}")
+    for name, answer in zip(names, answers.to_arrow_table().columns, strict=True):
+        spine = spine.append_column(name, answer)
+    return spine
+
+
+def _asof_join(connection, axis: _Axis, alias: str, entity: str, at: str, parameters: dict[str, str]) -> str:
+    """An ``ASOF LEFT JOIN`` clause giving each spine row the version of the label in force at ``at``.
+
+    ASOF JOIN picks any of several rows at the same time, so the log order must decide ties.
+    Known axis: the inequality is on (recorded_at, cause_offset), the spine side being (at, the
+    largest offset), so the last version at or before ``at`` in log order is found by the join
+    itself, without ranking 20M versions first. It reads ``label_versions`` with the label as a
+    partition filter rather than the ``labels`` view: the view's only change, one row per
+    ``version_id``, changes nothing here, as copies of a version share entity, recorded_at,
+    offset and value. Valid axis: ties are removed first, keeping the last in log order.
+    """
+    if axis is KNOWN:
+        return f"""
+            ASOF LEFT JOIN (
+                SELECT entity_id, {{'at': recorded_at, 'offset': coalesce(cause_offset, -1)}} AS at, value
+                FROM label_versions
+                WHERE label = '{_literal(parameters["label"])}' AND entity_type = '{_literal(parameters["entity_type"])}'
+                  AND recorded_at IS NOT NULL
+            ) {alias} ON {entity} = {alias}.entity_id
+                AND CASE WHEN {at} IS NOT NULL THEN {{'at': CAST({at} AS TIMESTAMPTZ), 'offset': {2**63 - 1}}} END >= {alias}.at"""
+    connection.execute(f"""
+        CREATE TEMP TABLE {alias} AS
+        SELECT entity_id, {axis.time} AS at, value FROM {axis.relation}
+        WHERE label = $label AND entity_type = $entity_type
+        QUALIFY row_number() OVER (PARTITION BY entity_id, {axis.time} ORDER BY {_desc(axis.ties)}) = 1
+        """, parameters)
+    return f"ASOF LEFT JOIN {alias} ON {entity} = {alias}.entity_id AND {at} >= {alias}.at"
+
+
+def _literal(text: str) -> str:
+    return text.replace("'", "''")
 
 
 def _prepare_axis(connection, rules, entity_type, known_at: datetime | None, valid_at: datetime | None) -> _Axis:
