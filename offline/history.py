@@ -124,8 +124,9 @@ WITH hashed AS (
     FROM changes
 )
 SELECT
-    concat(h[1:8], '-', h[9:12], '-5', h[14:16], '-',
-           printf('%x', (CAST('0x' || h[17] AS INTEGER) & 3) | 8), h[18:20], '-', h[21:32]) AS version_id,
+    -- uuid5 layout: version nibble 5; variant bits 10 (the 17th hex digit maps to 8, 9, a or b)
+    h[1:8] || '-' || h[9:12] || '-5' || h[14:16] || '-' || translate(h[17], '0123456789abcdef', '89ab89ab89ab89ab')
+        || h[18:20] || '-' || h[21:32] AS version_id,
     $entity_type AS entity_type, entity_id, $rule_version AS rule_version, value, previous_value,
     event_time, recorded_at, event_id, topic AS cause_topic, "partition" AS cause_partition,
     "offset" AS cause_offset, $label AS label
