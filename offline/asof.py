@@ -18,7 +18,7 @@ its own time. Rows, their order and their duplicates are kept.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -66,6 +66,7 @@ def as_of(
     entity_column: str = "entity_id",
     maturity: Maturity = "all",
     rules: Sequence[LabelRule] | None = None,
+    rule_versions: Mapping[str, int] | None = None,
     output: Output = "arrow",
 ) -> Any:
     """Labels at a point in time. Without ``spine``: one row per entity and label (a snapshot, or
@@ -74,12 +75,17 @@ def as_of(
 
     ``maturity``: ``all`` returns every label, ``mature`` only labels past their maturity window
     at the query time (others become NULL in a spine, absent in a snapshot), ``flag`` marks them.
+
+    ``rule_versions`` (e.g. ``{"fraud": 2}``) asks for other rule versions than the built-in ones
+    (found in ``rules`` or the rule catalog): the valid axis evaluates them, the known axis reads
+    their backfilled history (``labelstore rules backfill``) instead of what the processor emitted.
     """
     names = [labels] if isinstance(labels, str) else list(labels)
-    chosen = _rules_for(names, rules)
+    chosen = _rules_for(names, rules, rule_versions or {})
     entity_type = _one_entity_type(chosen)
     connection = warehouse.connect()
     try:
+        _use_backfills(connection, warehouse, [r for r in chosen if r.name in (rule_versions or {})])
         if spine is not None:
             table = _spine_join(connection, chosen, entity_type, _as_arrow(spine), entity_column, known_at, valid_at, maturity)
         else:
@@ -256,13 +262,43 @@ def instant(value: TimeArg, name: str) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _rules_for(names: Sequence[str], rules: Sequence[LabelRule] | None) -> list[LabelRule]:
-    by_name = {rule.name: rule for rule in (load_rules() if rules is None else rules)}
+def _rules_for(names: Sequence[str], rules: Sequence[LabelRule] | None, versions: Mapping[str, int]) -> list[LabelRule]:
+    available = list(load_rules() if rules is None else rules)
+    by_name = {rule.name: rule for rule in available if rule.name not in versions}
+    by_name |= {r.name: r for r in available if versions.get(r.name) == r.version}
+    missing = [name for name in versions if name in names and by_name.get(name, None) is None]
+    if missing:
+        from labelstore.catalog.store import RuleCatalog
+        from labelstore.settings import Settings
+
+        catalog = RuleCatalog(Settings().rules.catalog_url)
+        by_name |= {name: catalog.get(name, versions[name]).rule for name in missing}
     unknown = [name for name in names if name not in by_name]
     if unknown or not names:
         raise QueryError(f"unknown label {', '.join(map(repr, unknown)) or '(none given)'}; "
                          f"known labels: {', '.join(sorted(by_name))}")
     return [by_name[name] for name in names]
+
+
+def _use_backfills(connection, warehouse: Warehouse, rules: Sequence[LabelRule]) -> None:
+    """On the known axis, these rule versions' labels come from their backfilled histories."""
+    if not rules:
+        return
+    from offline.backfill import backfilled
+
+    sources = []
+    for rule in rules:
+        path = backfilled(warehouse, rule.name, rule.version)
+        if path is None:
+            raise QueryError(f"{rule.key} has no backfilled history yet: "
+                             f"run `labelstore rules backfill {rule.name} --version {rule.version}`")
+        sources.append(f"SELECT *, '{rule.name}' AS label, NULL::VARCHAR AS date "
+                       f"FROM read_parquet('{path.as_posix()}', hive_partitioning = false)")
+    others = ", ".join(f"'{rule.name}'" for rule in rules)
+    connection.execute(f"""
+        CREATE OR REPLACE VIEW label_versions AS
+        SELECT * FROM {warehouse.relation_sql('label_versions')} WHERE label NOT IN ({others})
+        UNION ALL BY NAME {' UNION ALL BY NAME '.join(sources)}""")
 
 
 def _one_entity_type(rules: Sequence[LabelRule]) -> str:
