@@ -33,6 +33,7 @@ def asof(
     time_column: str = typer.Option("ts", "--time-column", help="The spine's timestamp column."),
     axis: str = typer.Option("known", "--axis", help="Which axis the spine's times are on: known | valid."),
     maturity: str = MaturityOption,
+    rule_version: list[str] = typer.Option(None, "--rule-version", help="LABEL=V: another (backfilled) rule version."),
     output: Path = typer.Option(None, "--output", "-o", help="Write the result to .parquet or .csv."),
     limit: int = typer.Option(20, help="Rows to print."),
 ) -> None:
@@ -44,15 +45,16 @@ def asof(
 
     with reported_errors():
         names = [name.strip() for name in labels.split(",") if name.strip()]
+        versions = _versions(rule_version or [])
         if spine is not None:
             if axis not in ("known", "valid"):
                 raise QueryError(f"--axis must be known or valid, not {axis!r}")
             table = pq.read_table(spine) if spine.suffix == ".parquet" else pv.read_csv(spine)
             when = {"known_at": time_column, "valid_at": valid_at} if axis == "known" else {"valid_at": time_column, "known_at": known_at}
-            result = as_of(_warehouse(), names, spine=table, maturity=maturity, **when)
+            result = as_of(_warehouse(), names, spine=table, maturity=maturity, rule_versions=versions, **when)
         else:
             result = as_of(_warehouse(), names, known_at=known_at, valid_at=valid_at, entity_ids=entity or None,
-                           maturity=maturity)
+                           maturity=maturity, rule_versions=versions)
         if output is not None:
             pq.write_table(result, output) if output.suffix == ".parquet" else pv.write_csv(result, output)
             console.print(f"{result.num_rows:,} rows written to {output}")
@@ -125,6 +127,18 @@ def explain(
         console.print(valid)
         path = plot(explanation, png or Path(f"{entity_type}-{entity_id}.png"))
         console.print(f"timeline plot: {path}")
+
+
+def _versions(pairs: list[str]) -> dict[str, int]:
+    from offline.asof import QueryError
+
+    versions = {}
+    for pair in pairs:
+        name, _, version = pair.partition("=")
+        if not version.isdigit():
+            raise QueryError(f"--rule-version {pair!r}: write LABEL=VERSION, e.g. fraud=2")
+        versions[name.strip()] = int(version)
+    return versions
 
 
 def _print(result, limit: int) -> None:
