@@ -47,9 +47,10 @@ def synthetic_states(rows: int, seed: int = 1) -> pa.Table:
     said = np.where(fraud ^ reclassified, "FRAUD", "NOT_FRAUD")
     classification = np.where(seq == 0, None, said)
     kind = np.repeat(rng.integers(0, 10, orders), STATES_PER_ORDER)
-    pools = {7: ["vip"], 8: ["false-negative"], 9: ["false-positive"]}
-    tags = pa.array([pools.get(k, []) if s >= 2 else [] for k, s in zip(kind.tolist(), seq.tolist())],
-                    pa.list_(pa.string()))
+    names = np.array(["", "", "", "", "", "", "", "vip", "false-negative", "false-positive"])
+    tagged = (kind >= 7) & (seq >= 2)  # at most one tag per state: offsets advance by one where tagged
+    offsets = np.concatenate([[0], np.cumsum(tagged)]).astype(np.int32)
+    tags = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names[kind[tagged]]))
     table = pa.table({
         "entity_id": entity_id, "seq": pa.array(seq), "event_id": pa.array(np.char.add("e-", np.arange(rows).astype(str))),
         "event_time": recorded_at, "recorded_at": recorded_at, "topic": pa.array(np.full(rows, "orders.events")),

@@ -101,12 +101,21 @@ def label_history(states: pa.Table, entity_type: str, rules: Sequence[LabelRule]
         equal = pc.equal(value, previous)
         changed = pc.fill_null(pc.invert(equal), pc.xor(pc.is_null(value), pc.is_null(previous)))
         changes = located.append_column("value", value).append_column("previous_value", previous).filter(changed)
-        connection.register("changes", changes)
-        parts.append(connection.sql(_VERSIONS_SQL, params={
+        connection.register("changes", changes.select(["entity_id", "event_id"]))
+        ids = connection.sql(_VERSION_ID_SQL, params={
             "namespace": VERSION_NAMESPACE.hex, "entity_type": entity_type, "label": rule.name,
-            "rule_version": rule.version,
-        }).to_arrow_table())
+            "rule_version": str(rule.version),
+        }).to_arrow_table().column(0)
         connection.unregister("changes")
+        rows = changes.num_rows
+        parts.append(pa.table({
+            "version_id": ids, "entity_type": pa.repeat(pa.scalar(entity_type), rows),
+            "entity_id": changes["entity_id"], "rule_version": pa.repeat(pa.scalar(rule.version, pa.int32()), rows),
+            "value": changes["value"], "previous_value": changes["previous_value"],
+            "event_time": changes["event_time"], "recorded_at": changes["recorded_at"], "event_id": changes["event_id"],
+            "cause_topic": changes["topic"], "cause_partition": changes["partition"], "cause_offset": changes["offset"],
+            "label": pa.repeat(pa.scalar(rule.name), rows),
+        }))
     return pa.concat_tables([part.select(schema.names).cast(schema) for part in parts])
 
 
@@ -116,19 +125,17 @@ def _shifted(array: pa.Array) -> pa.Array:
 
 
 # value_text of booleans is 'true'/'false' and of numbers their JSON text: CAST(... AS VARCHAR)
-# writes the same. The version id is uuid5(namespace, name), as ``labelstore.labels.version_id``.
-_VERSIONS_SQL = """
+# writes the same (see ``label_history``). The version id is uuid5(namespace, name), as
+# ``labelstore.labels.version_id``: SHA-1 of the namespace bytes and the name, version nibble 5,
+# variant bits 10 (the 17th hex digit becomes 8, 9, a or b).
+_VERSION_ID_SQL = """
 WITH hashed AS (
-    SELECT *, sha1(from_hex($namespace) || encode(concat_ws(chr(31), $entity_type, entity_id, $label,
-                                                            CAST($rule_version AS VARCHAR), event_id))) AS h
+    SELECT sha1(from_hex($namespace) || encode(concat_ws(chr(31), $entity_type, entity_id, $label, $rule_version,
+                                                         event_id))) AS h
     FROM changes
 )
-SELECT
-    -- uuid5 layout: version nibble 5; variant bits 10 (the 17th hex digit maps to 8, 9, a or b)
-    h[1:8] || '-' || h[9:12] || '-5' || h[14:16] || '-' || translate(h[17], '0123456789abcdef', '89ab89ab89ab89ab')
-        || h[18:20] || '-' || h[21:32] AS version_id,
-    $entity_type AS entity_type, entity_id, $rule_version AS rule_version, value, previous_value,
-    event_time, recorded_at, event_id, topic AS cause_topic, "partition" AS cause_partition,
-    "offset" AS cause_offset, $label AS label
+SELECT concat(substr(h, 1, 8), '-', substr(h, 9, 4), '-5', substr(h, 14, 3), '-',
+              substr('89ab89ab89ab89ab', strpos('0123456789abcdef', substr(h, 17, 1)), 1), substr(h, 18, 3), '-',
+              substr(h, 21, 12)) AS version_id
 FROM hashed
 """
