@@ -50,7 +50,8 @@ def synthetic_states(rows: int, seed: int = 1) -> pa.Table:
     names = np.array(["", "", "", "", "", "", "", "vip", "false-negative", "false-positive"])
     tagged = (kind >= 7) & (seq >= 2)  # at most one tag per state: offsets advance by one where tagged
     offsets = np.concatenate([[0], np.cumsum(tagged)]).astype(np.int32)
-    tags = pa.ListArray.from_arrays(pa.array(offsets), pa.array(names[kind[tagged]]))
+    values = pa.chunked_array([pa.array(names[kind[tagged]])]).combine_chunks()
+    tags = pa.ListArray.from_arrays(pa.array(offsets), values)
     table = pa.table({
         "entity_id": entity_id, "seq": pa.array(seq), "event_id": pa.array(np.char.add("e-", np.arange(rows).astype(str))),
         "event_time": recorded_at, "recorded_at": recorded_at, "topic": pa.array(np.full(rows, "orders.events")),

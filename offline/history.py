@@ -80,7 +80,8 @@ def state_history(connection: duckdb.DuckDBPyConnection, declaration: EntityDecl
 def label_history(states: pa.Table, entity_type: str, rules: Sequence[LabelRule], declaration: EntityDeclaration) -> pa.Table:
     """The label versions the rules give over a state history: ``LABEL_VERSIONS_SCHEMA`` plus ``label``.
 
-    ``states`` must be ordered by entity, then by ``seq`` (as ``state_history`` returns them).
+    ``states`` must be ordered by entity, then by ``seq``, which starts at 0 for each entity (as
+    ``state_history`` returns them).
     """
     schema = LABEL_VERSIONS_SCHEMA.append(pa.field("label", pa.string()))
     if not rules or states.num_rows == 0:
@@ -88,8 +89,7 @@ def label_history(states: pa.Table, entity_type: str, rules: Sequence[LabelRule]
     evaluator = RuleEvaluator(declaration, rules, threads=2)
     values = evaluator.evaluate_table(states.select(evaluator.fields))
     located = states.select(EVENT_COLUMNS.names)
-    entities = located.column("entity_id").combine_chunks()
-    continues = pc.fill_null(pc.equal(entities, _shifted(entities)), False)  # same entity as the row before
+    continues = pc.greater(located.column("seq").combine_chunks(), 0)  # not an entity's first state
     connection = duckdb.connect()
     connection.execute("SET enable_progress_bar = false")
     parts = []
