@@ -16,9 +16,30 @@ from labelstore.rules.model import LabelRule
 EXAMPLE = Path(__file__).parents[2] / "examples" / "rules" / "fraud.v2.sql"
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, empty catalog database of each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    server = request.getfixturevalue("postgres")
+    name = f"catalog_{tmp_path.name.lower().replace('-', '_')[-40:]}"
+    with create_engine(server.url, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture
-def catalog(tmp_path):
-    return RuleCatalog(f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+def catalog(database_url):
+    return RuleCatalog(database_url)
 
 
 def test_builtin_rules_are_in_a_new_catalog_and_active(catalog):
@@ -48,15 +69,15 @@ def test_activation_history(catalog):
         catalog.record_activation("fraud", 7, "ana")
 
 
-def test_an_old_catalog_upgrades_without_loss(tmp_path):
-    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+def test_an_old_catalog_upgrades_without_loss(database_url):
+    url = database_url
     upgrade(create_engine(url), "0001")  # a catalog made by the first release
     with create_engine(url).begin() as connection:
         connection.execute(text(
             "INSERT INTO rule_versions (name, version, entity_type, value_type, expression, description, author, created_at)"
-            " VALUES ('fraud', 7, 'order', 'string', '''positive''', 'old', 'eve', '2026-01-01 00:00:00')"))
+            " VALUES ('fraud', 7, 'order', 'string', '''positive''', 'old', 'eve', '2026-01-01 00:00:00+00')"))
         connection.execute(text("INSERT INTO activations (name, version, activated_by, activated_at)"
-                                " VALUES ('fraud', 7, 'eve', '2026-01-02 00:00:00')"))
+                                " VALUES ('fraud', 7, 'eve', '2026-01-02 00:00:00+00')"))
     catalog = RuleCatalog(url)
     old = catalog.get("fraud", 7)
     assert (old.rule.expression, old.author, old.rule.maturity_days) == ("'positive'", "eve", None)
