@@ -13,9 +13,20 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+from faust.types import StoreT
+from yarl import URL
 from aiokafka.partitioner import murmur2
 
 
 class EntityStateTable(faust.Table):
     def partition_for_key(self, key: Any) -> int:
         return (murmur2(key) & 0x7FFFFFFF) % self.partitions
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT:
+        if URL(str(url)).scheme != "rocksdb":
+            return super()._new_store_by_url(url)
+        from processors.stores import KeyPartitionedRocksDBStore
+
+        return KeyPartitionedRocksDBStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
+                                          key_serializer=self.key_serializer, value_type=self.value_type,
+                                          value_serializer=self.value_serializer, loop=self.loop, options=self.options)

@@ -1,0 +1,50 @@
+"""The RocksDB store option (rocksdict): a worker keeps entity state on disk and across restarts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from events.admin import ensure_topics
+from events.publisher import Publisher
+from processors.client import LatestLabelsClient, ProcessorNotReadyError
+from tests.conftest import settings_for
+from tests.processors.test_core import classified, created, tagged
+from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
+
+T1 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def fraud_label(client: LatestLabelsClient, order: str):
+    try:
+        return client.value("order", order, "fraud")
+    except (OSError, ProcessorNotReadyError):  # the worker is still starting
+        return None
+
+
+def test_a_rocksdb_worker_keeps_state_across_a_restart(kafka_cluster, tmp_path):
+    settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), tmp_path / "data", store="rocksdb://")
+    ensure_topics(settings)
+    order = f"order-{uuid4().hex[:8]}"
+    worker = WorkerProcess(settings, tmp_path / "worker-1.log").start()
+    try:
+        with Publisher(settings) as publisher:
+            publisher.publish_many([created(order, T1), classified(order, T1, "NOT_FRAUD")])
+        client = LatestLabelsClient(worker.url)
+        wait_for(lambda: fraud_label(client, order) == "negative", timeout=90, worker=worker)
+    finally:
+        worker.stop()
+    assert list((tmp_path / "data").glob("**/*.db")) or list((tmp_path / "data").glob("**/CURRENT")), \
+        "the table should live in RocksDB files"
+
+    worker = WorkerProcess(settings, tmp_path / "worker-2.log").start()
+    try:
+        with Publisher(settings) as publisher:
+            # Only the tag arrives now: the label needs the classification kept from before.
+            publisher.publish_many([tagged(order, T1 + timedelta(days=2), "false-negative")])
+        client = LatestLabelsClient(worker.url)
+        wait_for(lambda: fraud_label(client, order) == "positive", timeout=90, worker=worker)
+    finally:
+        worker.stop()
+    versions = [(v.previous_value, v.value) for v in label_versions(settings) if v.entity_id == order]
+    assert versions == [(None, "negative"), ("negative", "positive")]
