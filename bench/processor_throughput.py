@@ -7,6 +7,8 @@ One local broker, one run, every implementation on the same pre-published events
                    versions, latest labels and the state changelog: the Python limit of this logic
   faust/aiokafka   the labelstore processor (processors.worker), default transport
   faust/confluent  the same with Faust's confluent-kafka transport
+  quix streams     the same logic written with Quix Streams (bench/processor_quix.py), run in a
+                   virtual environment of its own created on first use (bench/requirements-quix.txt)
 Throughput is events / (last - first broker log-append time of the label versions emitted), so
 start-up and group rebalancing are not counted. Latency: at a steady --rate events/s, the time from
 an event's log-append on the events topic to its label's log-append on labels.latest.
@@ -16,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
+import subprocess
+import sys
 import statistics
 import tempfile
 import time
@@ -153,8 +158,33 @@ def versions_span(settings: Settings) -> tuple[int, float]:
     return len(stamps), (max(stamps) - min(stamps)) / 1000
 
 
-def run_worker_until(settings: Settings, expected_versions: int, log: Path, timeout: float = 1800) -> None:
-    worker = start_worker_process(settings, log, log_level="warning")
+QUIX_VENV = Path.home() / ".cache" / "labelstore" / "bench-quix-venv"
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def quix_python() -> Path:
+    """The Quix Streams environment's interpreter, created on first use."""
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REPOSITORY / "bench" / "requirements-quix.txt")],
+                       check=True)
+    return python
+
+
+def start_quix_process(settings: Settings, log: Path, state_dir: Path) -> subprocess.Popen:
+    topics = settings.topics
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+           "EVENTS_TOPIC": topics.events_topic("order"), "VERSIONS_TOPIC": topics.label_versions_topic,
+           "LATEST_TOPIC": topics.label_latest_topic, "STATE_DIR": str(state_dir)}
+    with log.open("ab") as output:
+        return subprocess.Popen([str(quix_python()), str(REPOSITORY / "bench" / "processor_quix.py")], env=env,
+                                stdout=output, stderr=output)
+
+
+def run_worker_until(settings: Settings, expected_versions: int, log: Path, timeout: float = 1800,
+                     start=None) -> None:
+    worker = start() if start is not None else start_worker_process(settings, log, log_level="warning")
     deadline = time.monotonic() + timeout
     try:
         while count_records(settings, settings.topics.label_versions_topic) < expected_versions:
@@ -201,6 +231,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--transports", default="aiokafka,confluent")
+    parser.add_argument("--peers", default="quix", help="quix, or empty for none")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
     args = parser.parse_args()
     console = Console()
@@ -208,7 +239,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch_path = Path(scratch)
         with LocalKafkaCluster(LocalKafkaSettings(), data_dir=scratch_path / "kafka") as cluster:
-            rows = [] if args.skip_throughput else throughput(console, cluster, records, args.transports, scratch_path)
+            rows = [] if args.skip_throughput else throughput(console, cluster, records, args.transports, scratch_path,
+                                                              args.peers)
             paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * args.latency_seconds)))
             settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "latency")
             latencies = latency(settings, paced, args.rate, scratch_path / "latency.log")
@@ -220,8 +252,8 @@ def main() -> None:
 
 
 def throughput(console: Console, cluster: LocalKafkaCluster, records: list, transports: str,
-               scratch_path: Path) -> list[tuple[str, float, float, int]]:
-    """(name, events/s, wall seconds, label versions) of the bare loop, then each Faust transport."""
+               scratch_path: Path, peers: str = "quix") -> list[tuple[str, float, float, int]]:
+    """(name, events/s, wall seconds, label versions) of the bare loop, each Faust transport, the peers."""
     settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "bare")
     publish_raw(settings, iter(records))
     started = time.perf_counter()
@@ -239,6 +271,17 @@ def throughput(console: Console, cluster: LocalKafkaCluster, records: list, tran
         emitted, span = versions_span(settings)
         rows.append((f"faust/{transport}", len(records) / span, wall, emitted))
         console.print(f"faust/{transport}: {emitted:,} versions, {len(records) / span:,.0f} events/s")
+    if "quix" in peers.split(","):
+        quix_python()  # set up before the clock starts
+        settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "quix")
+        publish_raw(settings, iter(records))
+        log = scratch_path / "quix.log"
+        started = time.perf_counter()
+        run_worker_until(settings, expected, log, start=lambda: start_quix_process(settings, log, scratch_path / "quix-state"))
+        wall = time.perf_counter() - started
+        emitted, span = versions_span(settings)
+        rows.append(("quix streams", len(records) / span, wall, emitted))
+        console.print(f"quix streams: {emitted:,} versions, {len(records) / span:,.0f} events/s")
     return rows
 
 
