@@ -1,0 +1,40 @@
+"""Which rule version applies to an event: activations, switching off and rolling back, by log time."""
+
+from __future__ import annotations
+
+from labelstore.catalog.activation import ActivationRecord
+from labelstore.rules.model import load_rules
+from processors.rulebook import RuleBook
+
+
+def versions(book: RuleBook, at_ms: int) -> dict[str, int]:
+    return {rule.name: rule.version for rule in book.rules_at("order", at_ms)}
+
+
+def test_activation_deactivation_and_rollback_apply_from_their_log_time():
+    builtin = load_rules()
+    fraud_v1 = next(r for r in builtin if r.name == "fraud")
+    fraud_v2 = fraud_v1.model_copy(update={"version": 2, "expression": "'positive'"})
+    book = RuleBook(builtin)
+    assert versions(book, 0) == {"fraud": 1, "manual_review": 1} and not book.changes("order")
+
+    def activate(rule, at_ms, label="fraud"):
+        record = ActivationRecord(label=label, entity_type="order", rule=rule, activated_by="ana")
+        book._apply(record.model_dump_json().encode(), at_ms, offset=0)
+
+    activate(fraud_v2, 1_000)
+    activate(None, 2_000)  # switched off
+    activate(fraud_v1, 3_000)  # rolled back
+    assert book.changes("order") and not book.changes("content")
+    assert versions(book, 999) == {"fraud": 1, "manual_review": 1}
+    assert versions(book, 1_000) == {"fraud": 2, "manual_review": 1}  # inclusive: from its own log time
+    assert versions(book, 1_999) == {"fraud": 2, "manual_review": 1}
+    assert versions(book, 2_000) == {"manual_review": 1}
+    assert versions(book, 3_500) == {"fraud": 1, "manual_review": 1}
+    assert {r.name for r in book.rules_at("content", 5_000)} == {"misinformation"}
+
+
+def test_a_malformed_rules_record_is_ignored():
+    book = RuleBook(load_rules())
+    book._apply(b"{not json", 1_000, offset=7)
+    assert not book.changes("order")
