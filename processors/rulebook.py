@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from labelstore.catalog.activation import ActivationRecord
@@ -40,7 +40,8 @@ class RuleBook:
             self._topic = settings.topics.rules_topic
             self._consumer = Consumer({"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-rules",
                                        "enable.auto.commit": False, "enable.partition.eof": False})
-            self._consumer.assign([TopicPartition(self._topic, 0, OFFSET_BEGINNING)])
+            # Assigned only while reading new activations: an offsets request waits behind an open
+            # fetch on the same connection (up to fetch.wait.max.ms), so idle, nothing is fetched.
             self._position = 0
 
     def changes(self, entity_type: str) -> bool:
@@ -66,12 +67,17 @@ class RuleBook:
             return
         asked_at = int(time.time() * 1000)
         _, end = self._watermarks()
-        while self._position < end:
-            for message in self._consumer.consume(1_000, timeout=1.0):
-                if message.error():
-                    raise KafkaException(message.error())
-                self._position = message.offset() + 1
-                self._apply(message.value(), message.timestamp()[1], message.offset())
+        if self._position < end:
+            self._consumer.assign([TopicPartition(self._topic, 0, self._position)])
+            try:
+                while self._position < end:
+                    for message in self._consumer.consume(1_000, timeout=1.0):
+                        if message.error():
+                            raise KafkaException(message.error())
+                        self._position = message.offset() + 1
+                        self._apply(message.value(), message.timestamp()[1], message.offset())
+            finally:
+                self._consumer.unassign()
         self.known_through_ms = asked_at
 
     def close(self) -> None:
