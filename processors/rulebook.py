@@ -24,6 +24,7 @@ from labelstore.rules.model import LabelRule
 from labelstore.settings import Settings
 
 log = logging.getLogger("labelstore.processor.rules")
+WATERMARK_TIMEOUT_S = 120.0
 
 
 class RuleBook:
@@ -38,10 +39,11 @@ class RuleBook:
         self._consumer = None
         if settings is not None:
             self._topic = settings.topics.rules_topic
-            self._consumer = Consumer({"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-rules",
-                                       "enable.auto.commit": False, "enable.partition.eof": False})
+            self._config = {"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-rules",
+                            "enable.auto.commit": False, "enable.partition.eof": False}
             # Assigned only while reading new activations: an offsets request waits behind an open
             # fetch on the same connection (up to fetch.wait.max.ms), so idle, nothing is fetched.
+            self._consumer = Consumer(self._config)
             self._position = 0
 
     def changes(self, entity_type: str) -> bool:
@@ -97,13 +99,19 @@ class RuleBook:
         log.info("rule activation: %s %s from %d (by %s)", record.label, what, effective_ms, record.activated_by)
 
     def _watermarks(self) -> tuple[int, int]:
-        deadline = time.monotonic() + 30
+        started = time.monotonic()
         while True:
             try:
-                return self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=10)
+                return self._consumer.get_watermark_offsets(TopicPartition(self._topic, 0), timeout=5)
             except KafkaException as exc:
-                if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() > deadline - 25:
+                waited = time.monotonic() - started
+                if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART and waited > 5:
                     return 0, 0  # no rules topic (created by `labelstore topics create`): no activations
-                if time.monotonic() > deadline:
+                if waited > WATERMARK_TIMEOUT_S:
                     raise
-                time.sleep(0.1)
+                # The partition's leader may have moved (a broker stopped): an idle consumer keeps
+                # asking the old one, so start over with fresh metadata.
+                log.warning("reading the rules topic: %s; retrying", exc.args[0].str())
+                self._consumer.close()
+                self._consumer = Consumer(self._config)
+                time.sleep(0.5)
