@@ -104,6 +104,15 @@ def test_worker_killed_mid_stream_recovers_and_loses_nothing(kafka_cluster, tmp_
           f"SIGKILL, {len(emitted)} read back ({'read_committed'}), duplicates by version_id: {duplicates}")
 
 
+def rules_leader_index(cluster, settings) -> int:
+    from confluent_kafka.admin import AdminClient
+
+    topic = settings.topics.rules_topic
+    metadata = AdminClient({"bootstrap.servers": cluster.bootstrap_servers}).list_topics(topic, timeout=30)
+    leader = metadata.topics[topic].partitions[0].leader
+    return next(index for index, node in enumerate(cluster.nodes) if node.node_id == leader)
+
+
 def test_losing_a_broker_mid_stream_loses_no_event_and_no_label_version(tmp_path):
     with LocalKafkaCluster(LocalKafkaSettings(), nodes=3, data_dir=tmp_path / "kafka") as cluster:
         settings = settings_for(cluster.bootstrap_servers, replication_factor=3, min_insync_replicas=2)
@@ -115,7 +124,8 @@ def test_losing_a_broker_mid_stream_loses_no_event_and_no_label_version(tmp_path
         try:
             topic = settings.topics.label_versions_topic
             wait_for(lambda: count_records(settings, topic) > 1_000, timeout=180, worker=worker, interval=0.2)
-            cluster.stop_node(1, kill=True)
+            # The broker leading the rules topic: workers then also lose the rules partition's leader.
+            cluster.stop_node(rules_leader_index(cluster, settings), kill=True)
             publish(settings, iter(events[15_000:]))  # while the broker is down
             held = sum(count_records(settings, settings.topics.events_topic(e)) for e in settings.topics.entity_topics)
             assert held == len(events)
