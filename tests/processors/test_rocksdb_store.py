@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import uuid4
+
+from aiokafka.partitioner import murmur2
+from rocksdict import AccessType, Options, Rdict
 
 from events.admin import ensure_topics
 from events.publisher import Publisher
 from processors.client import LatestLabelsClient, ProcessorNotReadyError
+from processors.core import decode_record
 from tests.conftest import settings_for
 from tests.processors.test_core import classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
@@ -22,6 +27,22 @@ def fraud_label(client: LatestLabelsClient, order: str):
         return None
 
 
+def stored_records(data_dir: Path, key: bytes) -> dict[int, dict]:
+    """The entity-state records of ``key`` in each order-state partition database, read from disk."""
+    found = {}
+    databases = sorted(data_dir.glob("worker-*/v*/tables/order-state-*.db"))
+    assert len(databases) == 6, databases
+    for path in databases:
+        db = Rdict(str(path), options=Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            value = db.get(key)
+        finally:
+            db.close()
+        if value is not None:
+            found[int(path.stem.rsplit("-", 1)[1])] = decode_record(value)
+    return found
+
+
 def test_a_rocksdb_worker_keeps_state_across_a_restart(kafka_cluster, tmp_path):
     settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), tmp_path / "data", store="rocksdb://")
     ensure_topics(settings)
@@ -34,8 +55,12 @@ def test_a_rocksdb_worker_keeps_state_across_a_restart(kafka_cluster, tmp_path):
         wait_for(lambda: fraud_label(client, order) == "negative", timeout=90, worker=worker)
     finally:
         worker.stop()
-    assert list((tmp_path / "data").glob("**/*.db")) or list((tmp_path / "data").glob("**/CURRENT")), \
-        "the table should live in RocksDB files"
+    # The stopped worker left the entity's record on disk, in the database of the key's partition.
+    on_disk = stored_records(tmp_path / "data", order.encode())
+    partition = (murmur2(order.encode()) & 0x7FFFFFFF) % settings.kafka.partitions
+    assert list(on_disk) == [partition], on_disk
+    assert on_disk[partition]["state"]["classification"] == "NOT_FRAUD"
+    assert on_disk[partition]["labels"]["fraud"]["value"] == "negative"
 
     worker = WorkerProcess(settings, tmp_path / "worker-2.log").start()
     try:
