@@ -8,7 +8,6 @@ out before the state is stored, so the table never runs ahead of the label versi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -20,8 +19,8 @@ from labelstore.connection import bootstrap_servers
 from labelstore.declarations import EntityDeclaration, load_declarations
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.settings import ProcessorSettings, Settings
-from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record, encode_record
-from processors.dead_letters import dead_letter_headers
+from processors.core import EntityProcessor, RawMessage, decode_record, encode_record
+from processors.outputs import DirectOutputs, FaustOutputs
 from processors.rulebook import RuleBook
 from processors.tables import EntityStateTable
 from processors.web import register_label_pages
@@ -43,7 +42,6 @@ def create_app(
     declarations = declarations or load_declarations()
     rules = load_rules() if rules is None else rules
     app = _faust_app(settings)
-    outputs = _output_topics(app, settings)
     counters: Counter[str] = Counter()
     tables = {}
     rulebook = RuleBook(rules, settings)  # activations on the rules topic, shared by the agents
@@ -56,7 +54,7 @@ def create_app(
         )
         source = app.topic(settings.topics.events_topic(entity_type), partitions=settings.kafka.partitions, **RAW)
         app.agent(source, name=f"label-{entity_type}")(
-            _agent(processor, tables[entity_type], outputs, counters, settings.processor, on_crash)
+            _agent(processor, tables[entity_type], _outputs(app, settings), counters, settings.processor, on_crash)
         )
     register_label_pages(app, tables)
 
@@ -99,16 +97,13 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
-def _output_topics(app: faust.App, settings: Settings) -> dict[str, faust.TopicT]:
-    topics = settings.topics
-    return {
-        "versions": app.topic(topics.label_versions_topic, **RAW),
-        "latest": app.topic(topics.label_latest_topic, **RAW),
-        "dead_letters": app.topic(topics.dead_letter_topic, **RAW),
-    }
+def _outputs(app: faust.App, settings: Settings) -> DirectOutputs | FaustOutputs:
+    if settings.processor.processing_guarantee == "exactly_once":
+        return FaustOutputs(app, settings)  # the outputs must join Faust's transactions
+    return DirectOutputs(settings)
 
 
-def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.TopicT],
+def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | FaustOutputs,
            counters: Counter[str], conf: ProcessorSettings, on_crash: Callable[[BaseException], None] | None):
     entity_type = processor.entity_type
 
@@ -126,7 +121,7 @@ def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.T
             batch = [_raw(event.message) for event in events]
             result = processor.process(batch, lambda key: decode_record(table.get(key)))
             # 1. versions and dead letters become durable, 2. then the state is stored.
-            await _send_and_wait(outputs, result)
+            await outputs.send_and_wait(result)
             for key, record in result.records.items():
                 table[key] = encode_record(record)
             counters[f"{entity_type}.events"] += len(batch)
@@ -139,24 +134,6 @@ def _agent(processor: EntityProcessor, table: Any, outputs: Mapping[str, faust.T
 
     process.__name__ = f"label_{entity_type}"
     return process
-
-
-async def _send_and_wait(outputs: Mapping[str, faust.TopicT], result: BatchResult) -> None:
-    # Every output goes to the partition of the event that caused it (the output topics have as
-    # many partitions as the event topics). The latest-label key is not the entity id, so hashing
-    # it would scatter an entity's outputs; under exactly-once, Faust picks the transaction by
-    # output partition, so this also keeps an event's outputs in its own partition's transaction.
-    pending = []
-    for version in result.versions:
-        value, partition = version.to_json(), version.caused_by.partition
-        pending.append(await outputs["versions"].send(key=version.entity_id.encode(), value=value, partition=partition))
-        pending.append(await outputs["latest"].send(key=version.latest_key, value=value, partition=partition))
-    for dead in result.dead_letters:
-        pending.append(await outputs["dead_letters"].send(
-            key=dead.message.key, value=dead.message.value, headers=dead_letter_headers(dead),
-            partition=dead.message.partition))
-    if pending:
-        await asyncio.gather(*pending)
 
 
 def _raw(message: Any) -> RawMessage:

@@ -19,8 +19,19 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     _bound_fetch_wait(settings.processor.fetch_max_wait_ms)
+    _ensure_output_topics(settings)
     app = create_app(settings, on_crash=_exit_for_restart)
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+def _ensure_output_topics(settings: Settings) -> None:
+    """The outputs are produced by the worker's own producer (``processors.outputs``), which does
+    not declare topics as Faust's did: create the missing ones, check the others."""
+    from events.admin import ensure_topics, topic_specs
+
+    topics = settings.topics
+    names = {topics.label_versions_topic, topics.label_latest_topic, topics.dead_letter_topic}
+    ensure_topics(settings, [spec for spec in topic_specs(settings) if spec.name in names])
 
 
 def _exit_for_restart(reason: BaseException) -> None:
