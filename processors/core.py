@@ -16,10 +16,11 @@ then a record in the store implies its versions are in Kafka, and a replay re-em
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
@@ -164,11 +165,11 @@ def new_record(initial_state: State) -> dict[str, Any]:
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":")).encode()
+    return orjson.dumps(record)
 
 
 def decode_record(data: bytes | None) -> dict[str, Any] | None:
-    return None if data is None else json.loads(data)
+    return None if data is None else orjson.loads(data)
 
 
 def _copy(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
