@@ -10,14 +10,18 @@ One local broker, one run, every implementation on the same pre-published events
   quix streams     the same logic written with Quix Streams (bench/processor_quix.py), run in a
                    virtual environment of its own created on first use (bench/requirements-quix.txt)
 Throughput is events / (last - first broker log-append time of the label versions emitted), so
-start-up and group rebalancing are not counted. Latency: at a steady --rate events/s, the time from
+start-up and group rebalancing are not counted (consumer groups use 6 s session timeouts). Every
+implementation must emit the bare loop's label versions: the table says whether the versions
+(id, value, previous value, causing partition and offset, partition written) are the same. Latency: at a steady --rate events/s, the time from
 an event's log-append on the events topic to its label's log-append on labels.latest.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -152,23 +156,47 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
             producer.poll(0.05)
 
 
-def versions_span(settings: Settings) -> tuple[int, float]:
-    """How many versions were emitted, and the seconds between the first and the last."""
-    stamps = [timestamp for *_, timestamp, _ in read_raw(settings, settings.topics.label_versions_topic)]
-    return len(stamps), (max(stamps) - min(stamps)) / 1000
+def emitted_versions(settings: Settings) -> tuple[int, float, collections.Counter]:
+    """How many versions were emitted, the seconds between the first and the last, and what they say.
+
+    What they say leaves out what differs between runs on different topics: the topic names and the
+    log-append times.
+    """
+    stamps, contents = [], collections.Counter()
+    for _, value, partition, _, timestamp, _ in read_raw(settings, settings.topics.label_versions_topic):
+        stamps.append(timestamp)
+        version = json.loads(value)
+        cause = version["caused_by"]
+        contents[(version["version_id"], version["value"], version["previous_value"], version["event_time"],
+                  cause["partition"], cause["offset"], partition)] += 1
+    return len(stamps), (max(stamps) - min(stamps)) / 1000, contents
+
+
+def same_as(expected: collections.Counter, emitted: collections.Counter) -> str:
+    if emitted == expected:
+        return "yes"
+    return f"NO: {sum((expected - emitted).values()):,} missing, {sum((emitted - expected).values()):,} extra"
 
 
 QUIX_VENV = Path.home() / ".cache" / "labelstore" / "bench-quix-venv"
 REPOSITORY = Path(__file__).resolve().parents[1]
+QUIX_REQUIREMENTS = REPOSITORY / "bench" / "requirements-quix.txt"
 
 
 def quix_python() -> Path:
-    """The Quix Streams environment's interpreter, created on first use."""
+    """The Quix Streams environment's interpreter: created on first use, updated when the pins change.
+
+    Quix pins an older confluent-kafka than the project's, so it never goes into the project's
+    environment. The project's code reaches it through PYTHONPATH (see ``start_quix_process``).
+    """
     python = QUIX_VENV / "bin" / "python"
+    installed = QUIX_VENV / "installed-requirements.txt"
+    wanted = QUIX_REQUIREMENTS.read_text()
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(REPOSITORY / "bench" / "requirements-quix.txt")],
-                       check=True)
+    if not installed.exists() or installed.read_text() != wanted:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(QUIX_REQUIREMENTS)], check=True)
+        installed.write_text(wanted)
     return python
 
 
@@ -234,7 +262,7 @@ def main() -> None:
     parser.add_argument("--peers", default="quix", help="quix, or empty for none")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     records = [] if args.skip_throughput else list(order_records(args.orders, args.events_per_order))
     with tempfile.TemporaryDirectory() as scratch:
         scratch_path = Path(scratch)
@@ -252,45 +280,47 @@ def main() -> None:
 
 
 def throughput(console: Console, cluster: LocalKafkaCluster, records: list, transports: str,
-               scratch_path: Path, peers: str = "quix") -> list[tuple[str, float, float, int]]:
-    """(name, events/s, wall seconds, label versions) of the bare loop, each Faust transport, the peers."""
+               scratch_path: Path, peers: str = "quix") -> list[tuple[str, float, float, int, str]]:
+    """(name, events/s, wall seconds, label versions, same as the bare loop's) of the bare loop, each
+    Faust transport, the peers."""
     settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "bare")
     publish_raw(settings, iter(records))
     started = time.perf_counter()
     bare_loop(settings, len(records))
     wall = time.perf_counter() - started
-    expected, span = versions_span(settings)
-    rows = [("bare loop", len(records) / span, wall, expected)]
+    expected, span, contents = emitted_versions(settings)
+    rows = [("bare loop", len(records) / span, wall, expected, "(reference)")]
     console.print(f"bare loop: {expected:,} versions, {len(records) / span:,.0f} events/s")
-    for transport in transports.split(","):
-        settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
+
+    def measure(name: str, settings: Settings, log: Path, start=None) -> None:
         publish_raw(settings, iter(records))
         started = time.perf_counter()
-        run_worker_until(settings, expected, scratch_path / f"{transport}.log")
+        run_worker_until(settings, expected, log, start=start)
         wall = time.perf_counter() - started
-        emitted, span = versions_span(settings)
-        rows.append((f"faust/{transport}", len(records) / span, wall, emitted))
-        console.print(f"faust/{transport}: {emitted:,} versions, {len(records) / span:,.0f} events/s")
+        emitted, span, emitted_contents = emitted_versions(settings)
+        same = same_as(contents, emitted_contents)
+        rows.append((name, len(records) / span, wall, emitted, same))
+        console.print(f"{name}: {emitted:,} versions, {len(records) / span:,.0f} events/s, same versions: {same}")
+
+    for transport in filter(None, transports.split(",")):
+        settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
+        measure(f"faust/{transport}", settings, scratch_path / f"{transport}.log")
     if "quix" in peers.split(","):
         quix_python()  # set up before the clock starts
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "quix")
-        publish_raw(settings, iter(records))
         log = scratch_path / "quix.log"
-        started = time.perf_counter()
-        run_worker_until(settings, expected, log, start=lambda: start_quix_process(settings, log, scratch_path / "quix-state"))
-        wall = time.perf_counter() - started
-        emitted, span = versions_span(settings)
-        rows.append(("quix streams", len(records) / span, wall, emitted))
-        console.print(f"quix streams: {emitted:,} versions, {len(records) / span:,.0f} events/s")
+        measure("quix streams", settings, log,
+                start=lambda: start_quix_process(settings, log, scratch_path / "quix-state"))
     return rows
 
 
 def print_throughput(console: Console, rows: list, events: int, orders: int) -> None:
     bare_rate = rows[0][1]
     table = Table("implementation", "events/s", "ratio to bare loop", "wall s (incl. start-up)", "label versions",
+                  "same versions as bare loop",
                   title=f"Label processor, {events:,} order events over {orders:,} orders (1 local broker)")
-    for name, rate, wall, emitted in rows:
-        table.add_row(name, f"{rate:,.0f}", f"{rate / bare_rate:.2f}", f"{wall:.1f}", f"{emitted:,}")
+    for name, rate, wall, emitted, same in rows:
+        table.add_row(name, f"{rate:,.0f}", f"{rate / bare_rate:.2f}", f"{wall:.1f}", f"{emitted:,}", same)
     console.print(table)
 
 
