@@ -83,10 +83,13 @@ class EntityProcessor:
         self.codec = codec or AvroCodec()
         self.validate_payloads = validate_payloads
 
-    def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None]) -> BatchResult:
+    def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None], *,
+                wait_for_rules: bool = True) -> BatchResult:
+        """``wait_for_rules=False`` evaluates with the activations known now; the caller then makes
+        sure none was missing (see ``processors.app``)."""
         result = BatchResult()
         folded = self._fold_batch(batch, stored, result)
-        rules_of = self._rules_of(folded)
+        rules_of = self._rules_of(folded, wait_for_rules)
         values = self._evaluate(folded, rules_of)
         for item, rules, row in zip(folded, rules_of, values, strict=True):
             record = result.records[item.key]
@@ -101,11 +104,12 @@ class EntityProcessor:
             result.versions.extend(versions)
         return result
 
-    def _rules_of(self, folded: Sequence[_Folded]) -> list[tuple[LabelRule, ...]]:
+    def _rules_of(self, folded: Sequence[_Folded], wait_for_rules: bool) -> list[tuple[LabelRule, ...]]:
         """The rule versions in force for each event: by its log-append time (see ``RuleBook``)."""
         if self.rulebook is None or not folded:
             return [self.rules] * len(folded)
-        self.rulebook.ensure_known_through(max(item.message.timestamp_ms for item in folded))
+        if wait_for_rules:
+            self.rulebook.ensure_known_through(max(item.message.timestamp_ms for item in folded))
         if not self.rulebook.changes(self.entity_type):
             return [self.rules] * len(folded)
         return [self.rulebook.rules_at(self.entity_type, item.message.timestamp_ms) for item in folded]

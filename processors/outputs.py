@@ -1,12 +1,16 @@
 """Where a micro-batch's outputs go: label versions, latest labels and dead letters, made durable
-before the entity state is stored (see ``processors.core``).
+before the entity state is stored (see ``processors.core``); then the state, to the table and
+its changelog.
 
-Under at-least-once, a librdkafka producer of its own sends them: each output through Faust's
-``Topic.send`` cost ~0.15 ms of the worker's single event loop (a batch of 300 label changes
-spent ~100 ms there), where ``produce`` costs a few microseconds and its I/O runs on librdkafka's
-threads. ``flush`` then waits for every acknowledgement (acks=all) off the event loop and sends
-at once, without waiting for ``linger.ms``. Under exactly-once the outputs must join Faust's
-transactions, so they go through Faust's topics as before.
+Under at-least-once, a librdkafka producer of its own sends both: each record through Faust's
+``Topic.send`` (an output, or a changelog record of a table write) cost ~0.15 ms of the worker's
+single event loop, where ``produce`` costs a few microseconds and its I/O runs on librdkafka's
+threads. ``flush`` then waits for every acknowledgement (acks=all) off the event loop. The
+outputs are confirmed before the changelog records are produced: a state in the changelog then
+always has its versions in Kafka. The changelog records are confirmed with the next batch's
+outputs (or when the agent runs out of events), and only then are the batch's events
+acknowledged: a batch waits for one round trip to the brokers, not two. Under exactly-once,
+outputs and table writes must join Faust's transactions, so they go through Faust.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from typing import Any
 
 import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from faust.types import TP
 
 from events.publisher import producer_config
 from labelstore.settings import Settings
-from processors.core import BatchResult
+from processors.core import BatchResult, encode_record
 from processors.dead_letters import dead_letter_headers
 
 FLUSH_TIMEOUT_S = 30.0
@@ -51,39 +56,74 @@ def batch_outputs(result: BatchResult, settings: Settings) -> list[tuple[str, by
 
 
 class DirectOutputs:
-    """One agent's output producer: ``await send_and_wait(result)`` returns once every output of
-    the batch is acknowledged by the brokers, and raises ``OutputError`` if any is not."""
+    """One agent's producer. ``await send_and_wait(result)`` returns once the batch's outputs, and
+    every changelog record produced before them, are acknowledged by the brokers (``OutputError``
+    if any is not). ``store_states`` writes the store and produces the changelog records without
+    waiting: the next ``send_and_wait``, or ``settle``, confirms them. A batch's events may be
+    acknowledged (their offsets committed) only once its changelog records are confirmed."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        # linger only batches what arrives between flushes; flush itself sends at once.
-        self._producer = Producer(producer_config(settings, **{"linger.ms": 5, "batch.size": 1_048_576}))
+        # Batching comes from the micro-batch; flush sends at once. Lingering only delays.
+        self._producer = Producer(producer_config(settings, **{"linger.ms": 0, "batch.size": 1_048_576}))
+        self._failures: list[KafkaError] = []
+        self._unsettled = 0
+        self._written: dict[tuple[str, int], int] = {}  # changelog (topic, partition) -> last offset confirmed
+        self._stores: dict[str, Any] = {}  # changelog topic -> the table's store
 
     async def send_and_wait(self, result: BatchResult) -> None:
-        outputs = batch_outputs(result, self.settings)
-        if not outputs:
+        for topic, key, value, partition, headers in batch_outputs(result, self.settings):
+            await self._produce(topic, key, value, partition, headers)
+        await self.settle()
+
+    async def store_states(self, table: Any, records: Mapping[bytes, Mapping[str, Any]]) -> None:
+        """The batch's entity records, to the table's store and (unconfirmed) to its changelog."""
+        topic = table.changelog_topic.get_topic_name()
+        store = self._stores[topic] = table.data
+        for key, record in records.items():
+            value = encode_record(record)
+            await self._produce(topic, key, value, table.partition_for_key(key), None, changelog=True)
+            store[key] = value  # not table[key]: that would send the changelog record again, through Faust
+
+    async def settle(self) -> None:
+        """Wait until everything produced so far is acknowledged."""
+        if not self._unsettled:
             return
-        failures: list[KafkaError] = []
-
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            if error is not None:
-                failures.append(error)
-
-        produce = self._producer.produce
-        for topic, key, value, partition, headers in outputs:
-            while True:
-                try:
-                    produce(topic, key=key, value=value, partition=partition, headers=headers or None,
-                            on_delivery=delivered)
-                    break
-                except BufferError:  # the local queue is full: let acknowledgements drain it
-                    await asyncio.to_thread(self._producer.poll, 0.05)
         remaining = await asyncio.to_thread(self._producer.flush, FLUSH_TIMEOUT_S)
-        if failures:
-            raise OutputError(failures[0])
+        if self._failures:
+            raise OutputError(self._failures[0])
         if remaining:
             raise OutputError(KafkaError(KafkaError._TIMED_OUT, f"{remaining} outputs unacknowledged after "
                                                                   f"{FLUSH_TIMEOUT_S:.0f} s"))
+        self._unsettled = 0
+        written, self._written = self._written, {}
+        for (topic, partition), offset in written.items():
+            # What Faust's table does when its own changelog write is acknowledged: a persistent
+            # store then knows how far the changelog is already in it.
+            self._stores[topic].set_persisted_offset(TP(topic, partition), offset)
+
+    async def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
+                       headers: list | None, *, changelog: bool = False) -> None:
+        on_delivery = self._changelog_delivered if changelog else self._delivered
+        while True:
+            try:
+                self._producer.produce(topic, key=key, value=value, partition=partition, headers=headers or None,
+                                       on_delivery=on_delivery)
+                self._unsettled += 1
+                return
+            except BufferError:  # the local queue is full: let acknowledgements drain it
+                await asyncio.to_thread(self._producer.poll, 0.05)
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._failures.append(error)
+
+    def _changelog_delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            self._failures.append(error)
+            return
+        where = (message.topic(), message.partition())
+        self._written[where] = max(self._written.get(where, -1), message.offset())
 
     def close(self) -> None:
         self._producer.flush(FLUSH_TIMEOUT_S)
@@ -105,6 +145,13 @@ class FaustOutputs:
                    for topic, key, value, partition, headers in batch_outputs(result, self.settings)]
         if pending:
             await asyncio.gather(*pending)
+
+    async def store_states(self, table: Any, records: Mapping[bytes, Mapping[str, Any]]) -> None:
+        for key, record in records.items():
+            table[key] = encode_record(record)  # Faust sends the changelog record (in the transaction)
+
+    async def settle(self) -> None:
+        pass  # Faust's commit waits for its own sends
 
     def close(self) -> None:
         pass

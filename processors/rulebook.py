@@ -5,12 +5,18 @@ evaluates events logged up to time T, ``ensure_known_through(T)`` reads the rule
 (as of a moment after T), so no activation logged before T can be missed, whatever the worker, and
 a replay after a crash evaluates every event with the same versions as the first time.
 Assumes the brokers' and the workers' clocks agree to well under a batch interval.
+
+The reading happens on a thread of its own: an offsets request is a network round trip (3-13 ms
+measured on a local broker), and on the event loop it held up every batch of every agent. The
+agent awaits ``wait_known_through(T)`` instead; meanwhile the loop goes on fetching.
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -36,7 +42,13 @@ class RuleBook:
         self._changes: dict[str, list[tuple[int, LabelRule | None]]] = {}
         self._entity_of: dict[str, str] = {rule.name: rule.entity_type for rule in defaults}
         self.known_through_ms = -1
+        self.revision = 0  # counts the activations read
         self._consumer = None
+        # Guards the changes and the known/wanted times; the reader thread waits on it for demand.
+        self._lock = threading.Condition()
+        self._wanted_through_ms = -1
+        self._reader: threading.Thread | None = None
+        self._failure: BaseException | None = None
         if settings is not None:
             self._topic = settings.topics.rules_topic
             self._config = {"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-rules",
@@ -47,14 +59,16 @@ class RuleBook:
             self._position = 0
 
     def changes(self, entity_type: str) -> bool:
-        return any(self._entity_of.get(label) == entity_type for label in self._changes)
+        with self._lock:
+            return any(self._entity_of.get(label) == entity_type for label in self._changes)
 
     def rules_at(self, entity_type: str, recorded_at_ms: int) -> tuple[LabelRule, ...]:
         """The rule of each of the entity type's labels in force for an event logged at that time."""
         rules = {rule.name: rule for rule in self._defaults.get(entity_type, ())}
-        for label, history in self._changes.items():
-            if self._entity_of.get(label) != entity_type:
-                continue
+        with self._lock:
+            changes = {label: list(history) for label, history in self._changes.items()
+                       if self._entity_of.get(label) == entity_type}
+        for label, history in changes.items():
             index = bisect.bisect_right(history, recorded_at_ms, key=lambda change: change[0])
             if index:
                 rule = history[index - 1][1]
@@ -65,9 +79,49 @@ class RuleBook:
         return tuple(rules[name] for name in sorted(rules))
 
     def ensure_known_through(self, recorded_at_ms: int) -> None:
+        """Return once every activation logged before ``recorded_at_ms`` has been read."""
         if self._consumer is None or recorded_at_ms <= self.known_through_ms:
             return
-        asked_at = int(time.time() * 1000)
+        with self._lock:
+            if self._reader is None:
+                self._reader = threading.Thread(target=self._read_on_demand, name="rules-reader", daemon=True)
+                self._reader.start()
+            self._wanted_through_ms = max(self._wanted_through_ms, recorded_at_ms)
+            self._lock.notify_all()
+            while self.known_through_ms < recorded_at_ms and self._failure is None:
+                self._lock.wait()
+            if self._failure is not None:
+                raise self._failure
+
+    def known_through(self, recorded_at_ms: int) -> asyncio.Future:
+        """``ensure_known_through`` for the event loop: a future, waited for on a thread (started
+        now, so the caller can work meanwhile)."""
+        loop = asyncio.get_running_loop()
+        if self._consumer is None or recorded_at_ms <= self.known_through_ms:
+            done = loop.create_future()
+            done.set_result(None)
+            return done
+        return loop.run_in_executor(None, self.ensure_known_through, recorded_at_ms)
+
+    def _read_on_demand(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    while self._wanted_through_ms <= self.known_through_ms:
+                        self._lock.wait()
+                    if self._consumer is None:
+                        return
+                asked_at = int(time.time() * 1000)
+                self._read_to_end()
+                with self._lock:
+                    self.known_through_ms = asked_at
+                    self._lock.notify_all()
+        except BaseException as exc:  # waiting agents get it, rather than waiting forever
+            with self._lock:
+                self._failure = exc
+                self._lock.notify_all()
+
+    def _read_to_end(self) -> None:
         _, end = self._watermarks()
         if self._position < end:
             self._consumer.assign([TopicPartition(self._topic, 0, self._position)])
@@ -80,12 +134,16 @@ class RuleBook:
                         self._apply(message.value(), message.timestamp()[1], message.offset())
             finally:
                 self._consumer.unassign()
-        self.known_through_ms = asked_at
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        with self._lock:
+            consumer, self._consumer = self._consumer, None
+            self._wanted_through_ms = 2**63  # wakes the reader, which then ends
+            self._lock.notify_all()
+        if self._reader is not None:
+            self._reader.join(10)
+        if consumer is not None:
+            consumer.close()
 
     def _apply(self, value: bytes | None, effective_ms: int, offset: int) -> None:
         try:
@@ -93,8 +151,10 @@ class RuleBook:
         except ValidationError as exc:
             log.error("ignoring rules-topic record at offset %d: %s", offset, exc)
             return
-        self._entity_of[record.label] = record.entity_type
-        self._changes.setdefault(record.label, []).append((effective_ms, record.rule))
+        with self._lock:
+            self._entity_of[record.label] = record.entity_type
+            self._changes.setdefault(record.label, []).append((effective_ms, record.rule))
+            self.revision += 1
         what = record.rule.key if record.rule else "off"
         log.info("rule activation: %s %s from %d (by %s)", record.label, what, effective_ms, record.activated_by)
 

@@ -12,15 +12,21 @@ from labelstore.settings import ProcessorSettings
 from processors.app import _agent
 
 
-class FailingStream:
-    async def take_events(self, size, within):
+class FailingChannel:
+    queue = SimpleNamespace(empty=lambda: True)
+
+    async def get(self):
         raise RuntimeError("broken batch")
-        yield  # an async generator, like Faust's
+
+
+class FailingStream:
+    app = None
+    channel = FailingChannel()
 
 
 def test_a_failing_agent_reports_the_crash_instead_of_idling():
     crashes = []
-    process = _agent(SimpleNamespace(entity_type="order"), {}, {}, Counter(), ProcessorSettings(), crashes.append)
+    process = _agent(SimpleNamespace(entity_type="order"), {}, {}, None, Counter(), ProcessorSettings(), crashes.append)
     with pytest.raises(RuntimeError, match="broken batch"):
         asyncio.run(process(FailingStream()))
     assert [str(c) for c in crashes] == ["broken batch"]
