@@ -221,7 +221,11 @@ class LocalKafkaCluster:
     def _launch(self, java: str, libs: Path, index: int) -> None:
         node = self.nodes[index]
         output = (node.directory / "stdout.log").open("ab")
-        command = [java, f"-Xmx{self.settings.heap}", "-Djava.awt.headless=true",
+        # The JVM options of Kafka's own start script: G1 aiming at short pauses (a broker's
+        # collection pauses every client's produce and fetch), the heap sized once.
+        command = [java, f"-Xmx{self.settings.heap}", f"-Xms{self.settings.heap}", "-XX:+UseG1GC",
+                   "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
+                   "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true",
                    f"-Dlog4j2.configurationFile={node.directory / 'log4j2.properties'}",
                    "-cp", f"{libs}/*", "kafka.Kafka", str(node.properties_file)]
         # A new session: the broker outlives a detached `labelstore kafka up` and ignores its Ctrl-C.
