@@ -15,7 +15,10 @@ from materializers.materializer import Materializer
 def processed_everything(settings: Settings) -> bool:
     """The worker's group has committed the end of every event partition (so its outputs are out)."""
     topics = [settings.topics.events_topic(e) for e in settings.topics.entity_topics]
-    ends = end_offsets(settings, {t: list(range(settings.kafka.partitions)) for t in topics})
+    try:
+        ends = end_offsets(settings, {t: list(range(settings.kafka.partitions)) for t in topics})
+    except KafkaException:  # e.g. NOT_LEADER_FOR_PARTITION while a new topic's metadata settles
+        return False
     # Consumer.committed, not AdminClient.list_consumer_group_offsets: the latter crashed
     # librdkafka (SIGSEGV in rd_kafka_cgrp_op) while the group coordinator was loading.
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers,

@@ -41,7 +41,10 @@ def test_two_workers_share_partitions_and_route_requests(kafka_cluster, tmp_path
         assert not assignments[0] & assignments[1]
         for worker in workers:
             client = LatestLabelsClient(worker.url)
-            assert all(client.value("order", order, "fraud") == "positive" for order in orders)
+            # After the rebalance the new owner answers once it has recovered the state from the
+            # changelog; a state that was lost would never appear.
+            wait_for(lambda: all(client.value("order", order, "fraud") == "positive" for order in orders),
+                     timeout=30, worker=worker)
     finally:
         for worker in workers:
             worker.stop()
