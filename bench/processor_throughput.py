@@ -9,8 +9,9 @@ One local broker, one run, every implementation on the same pre-published events
   faust/confluent  the same with Faust's confluent-kafka transport
   quix streams     the same logic written with Quix Streams (bench/processor_quix.py), run in a
                    virtual environment of its own created on first use (bench/requirements-quix.txt)
-Throughput is events / (last - first broker log-append time of the label versions emitted), so
-start-up and group rebalancing are not counted (consumer groups use 6 s session timeouts). Every
+Throughput is the events processed between two moments of the output, over the time between them
+(see ``emitted_versions``), so start-up and group rebalancing are not counted (consumer groups use
+6 s session timeouts). Every
 implementation must emit the bare loop's label versions: the table says whether the versions
 (id, value, previous value, causing partition and offset, partition written) are the same. Latency: at a steady --rate events/s, the time from
 an event's log-append on the events topic to its label's log-append on labels.latest.
@@ -50,6 +51,8 @@ from labelstore.settings import KafkaSettings, LocalKafkaSettings, ProcessorSett
 from processors.core import EntityProcessor, RawMessage, encode_record
 from processors.launcher import start_worker_process
 from schemas.codec import AvroCodec
+
+import worker_profile  # beside this script
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 ADDRESS = {"line1": "1 Bench Road", "city": "Berlin", "postal_code": "10115", "country": "DE"}
@@ -96,8 +99,9 @@ def bare_changelog(settings: Settings) -> str:
     return settings.topics.prefix + "bare-order-state-changelog"
 
 
-def publish_raw(settings: Settings, records: Iterator[tuple[bytes, bytes]], rate: float | None = None) -> int:
-    producer = Producer(producer_config(settings))
+def publish_raw(settings: Settings, records: Iterator[tuple[bytes, bytes]], rate: float | None = None,
+                producer: Producer | None = None) -> int:
+    producer = producer or Producer(producer_config(settings))
     topic = settings.topics.events_topic("order")
     started, count = time.perf_counter(), 0
     for key, value in records:
@@ -157,19 +161,40 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
 
 
 def emitted_versions(settings: Settings) -> tuple[int, float, collections.Counter]:
-    """How many versions were emitted, the seconds between the first and the last, and what they say.
+    """How many versions were emitted, the events/s they show, and what they say.
 
-    What they say leaves out what differs between runs on different topics: the topic names and the
-    log-append times.
+    The rate counts the events processed between two moments of the output: the moment the first
+    ``RATE_SKIP`` of the versions had been written (start-up and group rebalancing are over) and the
+    last version. Partitions are processed in order, so by the time a version is written every
+    earlier event of its partition has been processed: the events covered at a moment are, per
+    partition, one more than the highest causing offset written by then. Dividing all events by
+    the time from the first version to the last would flatter an implementation that writes in
+    bursts (Quix's sink writes at each checkpoint): the events of its first burst would count, the
+    time spent on them would not.
+
+    What the versions say leaves out what differs between runs on different topics: the topic
+    names and the log-append times.
     """
-    stamps, contents = [], collections.Counter()
+    written, contents = [], collections.Counter()
     for _, value, partition, _, timestamp, _ in read_raw(settings, settings.topics.label_versions_topic):
-        stamps.append(timestamp)
         version = json.loads(value)
         cause = version["caused_by"]
+        written.append((timestamp, cause["partition"], cause["offset"]))
         contents[(version["version_id"], version["value"], version["previous_value"], version["event_time"],
                   cause["partition"], cause["offset"], partition)] += 1
-    return len(stamps), (max(stamps) - min(stamps)) / 1000, contents
+    written.sort()
+    start, end = written[int(len(written) * RATE_SKIP)][0], written[-1][0]
+    covered_at_start: dict[int, int] = {}
+    covered_at_end: dict[int, int] = {}
+    for timestamp, partition, offset in written:
+        if timestamp <= start:
+            covered_at_start[partition] = max(covered_at_start.get(partition, -1), offset)
+        covered_at_end[partition] = max(covered_at_end.get(partition, -1), offset)
+    events = sum(covered_at_end.values()) - sum(covered_at_start.values()) + len(covered_at_end) - len(covered_at_start)
+    return len(written), events / ((end - start) / 1000), contents
+
+
+RATE_SKIP = 0.05
 
 
 def same_as(expected: collections.Counter, emitted: collections.Counter) -> str:
@@ -211,31 +236,41 @@ def start_quix_process(settings: Settings, log: Path, state_dir: Path) -> subpro
 
 
 def run_worker_until(settings: Settings, expected_versions: int, log: Path, timeout: float = 1800,
-                     start=None) -> None:
+                     start=None, on_running=None) -> None:
+    """Run a worker until it wrote the expected versions; ``on_running(worker)`` once it writes."""
     worker = start() if start is not None else start_worker_process(settings, log, log_level="warning")
     deadline = time.monotonic() + timeout
     try:
-        while count_records(settings, settings.topics.label_versions_topic) < expected_versions:
+        while (written := count_records(settings, settings.topics.label_versions_topic)) < expected_versions:
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker stopped or timed out; see {log}")
+            if written and on_running is not None:
+                on_running(worker)
+                on_running = None
             time.sleep(1)
     finally:
         worker.terminate()
         worker.wait(30)
 
 
-def latency(settings: Settings, records: list[tuple[bytes, bytes]], rate: float, log: Path) -> list[float]:
-    """Milliseconds from an event's log-append to its label's log-append on labels.latest."""
+def latency(settings: Settings, records: list[tuple[bytes, bytes]], rate: float, log: Path,
+            warmup_s: float = 0.0) -> list[float]:
+    """Milliseconds from an event's log-append to its label's log-append on labels.latest, for the
+    events after the first ``warmup_s`` seconds of the paced run (a worker's first seconds of
+    traffic are not its steady state: first queries, first collections, group bookkeeping)."""
     worker = start_worker_process(settings, log, log_level="warning")
     try:
-        # Warm up with a lifecycle that yields a label: the worker is then assigned and running.
-        publish_raw(settings, order_records(1, 2, seed=99))
+        # Warm up with a lifecycle that yields a label: the worker is then assigned and running,
+        # and the publisher connected (a new producer's first second of events would reach the
+        # log in one burst, not at the steady rate).
+        producer = Producer(producer_config(settings))
+        publish_raw(settings, order_records(1, 2, seed=99), producer=producer)
         while count_records(settings, settings.topics.label_versions_topic) == 0:
             if worker.poll() is not None:
                 raise RuntimeError(f"worker stopped; see {log}")
             time.sleep(0.2)
-        paced_from_ms = time.time() * 1000
-        publish_raw(settings, iter(records), rate=rate)
+        paced_from_ms = time.time() * 1000 + warmup_s * 1000
+        publish_raw(settings, iter(records), rate=rate, producer=producer)
         time.sleep(5)
     finally:
         worker.terminate()
@@ -257,54 +292,68 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--events-per-order", type=int, default=10)
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s of the latency run")
-    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-seconds", type=float, default=30.0, help="measured")
+    parser.add_argument("--warmup-seconds", type=float, default=5.0, help="paced, before the measured seconds")
     parser.add_argument("--transports", default="aiokafka,confluent")
     parser.add_argument("--peers", default="quix", help="quix, or empty for none")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
+    parser.add_argument("--profile-seconds", type=float, default=0.0,
+                        help="sample each Faust worker this long with py-spy and print where its CPU goes")
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 120)
     records = [] if args.skip_throughput else list(order_records(args.orders, args.events_per_order))
     with tempfile.TemporaryDirectory() as scratch:
         scratch_path = Path(scratch)
         with LocalKafkaCluster(LocalKafkaSettings(), data_dir=scratch_path / "kafka") as cluster:
+            profiles: list = []
             rows = [] if args.skip_throughput else throughput(console, cluster, records, args.transports, scratch_path,
-                                                              args.peers)
-            paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * args.latency_seconds)))
+                                                              args.peers, args.profile_seconds, profiles)
+            paced_seconds = args.warmup_seconds + args.latency_seconds
+            paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * paced_seconds)))
             settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "latency")
-            latencies = latency(settings, paced, args.rate, scratch_path / "latency.log")
+            latencies = latency(settings, paced, args.rate, scratch_path / "latency.log", args.warmup_seconds)
     if rows:
         print_throughput(console, rows, len(records), args.orders)
-    console.print(f"latency at {args.rate:,.0f} events/s (faust/aiokafka, {len(latencies):,} label changes): "
+    for transport, parts in zip(filter(None, args.transports.split(",")), profiles):
+        print_profile(console, f"faust/{transport}", parts, args.profile_seconds)
+    console.print(f"latency at {args.rate:,.0f} events/s (faust/aiokafka, {args.latency_seconds:.0f} s after "
+                  f"{args.warmup_seconds:.0f} s of warm-up, {len(latencies):,} label changes): "
                   f"p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms, "
                   f"max {max(latencies, default=float('nan')):.0f} ms")
 
 
 def throughput(console: Console, cluster: LocalKafkaCluster, records: list, transports: str,
-               scratch_path: Path, peers: str = "quix") -> list[tuple[str, float, float, int, str]]:
+               scratch_path: Path, peers: str = "quix", profile_seconds: float = 0.0,
+               profiles: list | None = None) -> list[tuple[str, float, float, int, str]]:
     """(name, events/s, wall seconds, label versions, same as the bare loop's) of the bare loop, each
-    Faust transport, the peers."""
+    Faust transport, the peers. With ``profile_seconds``, each Faust worker's CPU by part goes to
+    ``profiles``."""
     settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "bare")
     publish_raw(settings, iter(records))
     started = time.perf_counter()
     bare_loop(settings, len(records))
     wall = time.perf_counter() - started
-    expected, span, contents = emitted_versions(settings)
-    rows = [("bare loop", len(records) / span, wall, expected, "(reference)")]
-    console.print(f"bare loop: {expected:,} versions, {len(records) / span:,.0f} events/s")
+    expected, rate, contents = emitted_versions(settings)
+    rows = [("bare loop", rate, wall, expected, "(reference)")]
+    console.print(f"bare loop: {expected:,} versions, {rate:,.0f} events/s")
 
-    def measure(name: str, settings: Settings, log: Path, start=None) -> None:
+    def measure(name: str, settings: Settings, log: Path, start=None, on_running=None) -> None:
         publish_raw(settings, iter(records))
         started = time.perf_counter()
-        run_worker_until(settings, expected, log, start=start)
+        run_worker_until(settings, expected, log, start=start, on_running=on_running)
         wall = time.perf_counter() - started
-        emitted, span, emitted_contents = emitted_versions(settings)
+        emitted, rate, emitted_contents = emitted_versions(settings)
         same = same_as(contents, emitted_contents)
-        rows.append((name, len(records) / span, wall, emitted, same))
-        console.print(f"{name}: {emitted:,} versions, {len(records) / span:,.0f} events/s, same versions: {same}")
+        rows.append((name, rate, wall, emitted, same))
+        console.print(f"{name}: {emitted:,} versions, {rate:,.0f} events/s, same versions: {same}")
+
+    def profile_worker(worker: subprocess.Popen) -> None:
+        if profile_seconds:
+            profiles.append(worker_profile.profile(worker.pid, profile_seconds))
 
     for transport in filter(None, transports.split(",")):
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
-        measure(f"faust/{transport}", settings, scratch_path / f"{transport}.log")
+        measure(f"faust/{transport}", settings, scratch_path / f"{transport}.log", on_running=profile_worker)
     if "quix" in peers.split(","):
         quix_python()  # set up before the clock starts
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "quix")
@@ -312,6 +361,15 @@ def throughput(console: Console, cluster: LocalKafkaCluster, records: list, tran
         measure("quix streams", settings, log,
                 start=lambda: start_quix_process(settings, log, scratch_path / "quix-state"))
     return rows
+
+
+def print_profile(console: Console, name: str, parts: collections.Counter, seconds: float) -> None:
+    total = sum(parts.values()) or 1
+    table = Table("part of the worker", "share of its CPU samples",
+                  title=f"Where {name}'s CPU goes ({seconds:.0f} s at full speed, py-spy, GIL holders)")
+    for part, samples in parts.most_common():
+        table.add_row(part, f"{samples / total:.0%}")
+    console.print(table)
 
 
 def print_throughput(console: Console, rows: list, events: int, orders: int) -> None:
