@@ -294,7 +294,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2_000.0, help="events/s of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="measured")
     parser.add_argument("--warmup-seconds", type=float, default=5.0, help="paced, before the measured seconds")
-    parser.add_argument("--transports", default="aiokafka,confluent")
+    parser.add_argument("--transports", default="aiokafka",
+                        help="Faust transports, comma-separated; confluent:// cannot finish (docs/decisions.md)")
     parser.add_argument("--peers", default="quix", help="quix, or empty for none")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
     parser.add_argument("--profile-seconds", type=float, default=0.0,

@@ -13,13 +13,15 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-# (part, path fragments of its frames), innermost match wins.
+# (part, the packages or files of its frames), innermost match wins. py-spy names a frame
+# "function (path/relative/to/sys.path/entry.py:line)".
 PARTS = (
     ("shared core: decode, check, fold, rules, versions",
-     ("processors/core.py", "/labelstore/", "/schemas/", "/events/", "pydantic", "duckdb", "pyarrow", "fastavro")),
-    ("outputs and changelog (librdkafka producer)", ("processors/outputs.py", "confluent_kafka")),
-    ("agent loop (batches, records)", ("processors/app.py", "processors/batches.py", "orjson")),
-    ("Faust, mode and aiokafka (consumer, streams, tables, commits)", ("/faust/", "/mode/", "/aiokafka/")),
+     ("(processors/core.py", "(labelstore/", "(schemas/", "(events/", "(pydantic", "(duckdb", "(pyarrow",
+      "(fastavro", "(uuid.py")),
+    ("outputs and changelog (librdkafka producer)", ("(processors/outputs.py", "(confluent_kafka")),
+    ("agent loop (batches, records)", ("(processors/app.py", "(processors/batches.py", "(orjson")),
+    ("Faust, mode and aiokafka (consumer, streams, tables, commits)", ("(faust/", "(mode/", "(aiokafka/")),
 )
 OTHER = "event loop and the rest"
 
