@@ -8,7 +8,7 @@ Assumes the brokers' and the workers' clocks agree to well under a batch interva
 
 The reading happens on a thread of its own: an offsets request is a network round trip (3-13 ms
 measured on a local broker), and on the event loop it held up every batch of every agent. The
-agent awaits ``wait_known_through(T)`` instead; meanwhile the loop goes on fetching.
+agent starts ``known_through(T)``, evaluates the batch meanwhile, then awaits it.
 """
 
 from __future__ import annotations
