@@ -225,6 +225,28 @@ def quix_python() -> Path:
     return python
 
 
+def faust_floor(settings: Settings, events: int, scratch_path: Path, timeout: float = 1800) -> float:
+    """Events/s of an agent that only takes and acknowledges the events (bench/faust_floor.py)."""
+    result = scratch_path / "floor.rate"
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+           "EVENTS_TOPIC": settings.topics.events_topic("order"), "EXPECTED": str(events), "RESULT": str(result),
+           "DATA_DIR": str(scratch_path / "floor-data")}
+    with (scratch_path / "floor.log").open("ab") as log:
+        worker = subprocess.Popen([sys.executable, str(REPOSITORY / "bench" / "faust_floor.py"), "worker"], env=env,
+                                  stdout=log, stderr=log)
+    deadline = time.monotonic() + timeout
+    try:
+        while not result.exists():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the empty agent stopped or timed out; see {scratch_path / 'floor.log'}")
+            time.sleep(0.5)
+        time.sleep(0.2)  # the file is written in one call; let it land
+        return float(result.read_text())
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
 def start_quix_process(settings: Settings, log: Path, state_dir: Path) -> subprocess.Popen:
     topics = settings.topics
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY), "BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
@@ -297,6 +319,8 @@ def main() -> None:
     parser.add_argument("--transports", default="aiokafka",
                         help="Faust transports, comma-separated; confluent:// cannot finish (docs/decisions.md)")
     parser.add_argument("--peers", default="quix", help="quix, or empty for none")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run an empty Faust agent (take and acknowledge only): Faust's own ceiling")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
     parser.add_argument("--profile-seconds", type=float, default=0.0,
                         help="sample each Faust worker this long with py-spy and print where its CPU goes")
@@ -308,7 +332,7 @@ def main() -> None:
         with LocalKafkaCluster(LocalKafkaSettings(), data_dir=scratch_path / "kafka") as cluster:
             profiles: list = []
             rows = [] if args.skip_throughput else throughput(console, cluster, records, args.transports, scratch_path,
-                                                              args.peers, args.profile_seconds, profiles)
+                                                              args.peers, args.profile_seconds, profiles, args.floor)
             paced_seconds = args.warmup_seconds + args.latency_seconds
             paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * paced_seconds)))
             settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "latency")
@@ -325,7 +349,7 @@ def main() -> None:
 
 def throughput(console: Console, cluster: LocalKafkaCluster, records: list, transports: str,
                scratch_path: Path, peers: str = "quix", profile_seconds: float = 0.0,
-               profiles: list | None = None) -> list[tuple[str, float, float, int, str]]:
+               profiles: list | None = None, floor: bool = False) -> list[tuple[str, float, float, int, str]]:
     """(name, events/s, wall seconds, label versions, same as the bare loop's) of the bare loop, each
     Faust transport, the peers. With ``profile_seconds``, each Faust worker's CPU by part goes to
     ``profiles``."""
@@ -355,6 +379,13 @@ def throughput(console: Console, cluster: LocalKafkaCluster, records: list, tran
     for transport in filter(None, transports.split(",")):
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
         measure(f"faust/{transport}", settings, scratch_path / f"{transport}.log", on_running=profile_worker)
+    if floor:
+        settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "floor")
+        publish_raw(settings, iter(records))
+        started = time.perf_counter()
+        rate = faust_floor(settings, len(records), scratch_path)
+        rows.append(("faust floor: an empty agent", rate, time.perf_counter() - started, 0, "(no outputs)"))
+        console.print(f"faust floor: {rate:,.0f} events/s")
     if "quix" in peers.split(","):
         quix_python()  # set up before the clock starts
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "quix")
