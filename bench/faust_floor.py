@@ -15,16 +15,16 @@ from pathlib import Path
 import faust
 
 from processors.batches import EventBatches
-from processors.worker import _bound_fetch_wait
+from processors.outputs import RAW
+from processors.worker import bound_fetch_wait
 from labelstore.settings import ProcessorSettings
 
 settings = ProcessorSettings()
-_bound_fetch_wait(settings.fetch_max_wait_ms)
+bound_fetch_wait(settings.fetch_max_wait_ms)
 app = faust.App(f"floor-{os.environ['EVENTS_TOPIC']}", broker=f"kafka://{os.environ['BOOTSTRAP_SERVERS']}",
                 datadir=os.environ["DATA_DIR"], autodiscover=False, consumer_auto_offset_reset="earliest",
                 web_enabled=False, topic_allow_declare=False)
-events_topic = app.topic(os.environ["EVENTS_TOPIC"], key_type=bytes, value_type=bytes, key_serializer="raw",
-                         value_serializer="raw")
+events_topic = app.topic(os.environ["EVENTS_TOPIC"], **RAW)
 
 
 @app.agent(events_topic)

@@ -23,13 +23,12 @@ from labelstore.rules.model import LabelRule, load_rules
 from labelstore.settings import ProcessorSettings, Settings
 from processors.batches import EventBatches
 from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
-from processors.outputs import DirectOutputs, FaustOutputs
+from processors.outputs import RAW, DirectOutputs, FaustOutputs
 from processors.rulebook import RuleBook
 from processors.tables import EntityStateTable
 from processors.web import register_label_pages
 
 log = logging.getLogger("labelstore.processor")
-RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 RAW_TABLE = {"key_type": bytes, "value_type": bytes}  # a bytes-typed table stores keys and values as they are
 
 

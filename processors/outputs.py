@@ -29,6 +29,8 @@ from processors.core import BatchResult, encode_record
 from processors.dead_letters import dead_letter_headers
 
 FLUSH_TIMEOUT_S = 30.0
+# Faust topics of raw bytes: no Faust serialization on the hot path.
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
 
 class OutputError(KafkaException):
@@ -125,17 +127,13 @@ class DirectOutputs:
         where = (message.topic(), message.partition())
         self._written[where] = max(self._written.get(where, -1), message.offset())
 
-    def close(self) -> None:
-        self._producer.flush(FLUSH_TIMEOUT_S)
-
 
 class FaustOutputs:
     """The outputs through Faust's topics (and so through its transactions under exactly-once)."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
-        raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
         self._topics: Mapping[str, Any] = {
-            name: app.topic(name, **raw) for name in (settings.topics.label_versions_topic,
+            name: app.topic(name, **RAW) for name in (settings.topics.label_versions_topic,
                                                       settings.topics.label_latest_topic,
                                                       settings.topics.dead_letter_topic)}
         self.settings = settings
@@ -152,6 +150,3 @@ class FaustOutputs:
 
     async def settle(self) -> None:
         pass  # Faust's commit waits for its own sends
-
-    def close(self) -> None:
-        pass

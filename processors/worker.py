@@ -18,7 +18,7 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     # Faust leaves its loggers at DEBUG; each debug call on the hot path still builds a record.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    _bound_fetch_wait(settings.processor.fetch_max_wait_ms)
+    bound_fetch_wait(settings.processor.fetch_max_wait_ms)
     _ensure_output_topics(settings)
     app = create_app(settings, on_crash=_exit_for_restart)
     faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
@@ -41,7 +41,7 @@ def _exit_for_restart(reason: BaseException) -> None:
     os._exit(70)
 
 
-def _bound_fetch_wait(milliseconds: int) -> None:
+def bound_fetch_wait(milliseconds: int) -> None:
     """Faust's aiokafka driver hard-codes fetch_max_wait_ms=1500; on a quiet partition every fetch
     can then hold events back for up to 1.5 s. Bound it at consumer creation, in this process."""
     import aiokafka
