@@ -11,9 +11,9 @@ One local broker, one run, every implementation on the same pre-published events
                    virtual environment of its own created on first use (bench/requirements-quix.txt)
 Throughput is the events processed between two moments of the output, over the time between them
 (see ``emitted_versions``), so start-up and group rebalancing are not counted (consumer groups use
-6 s session timeouts). Every
-implementation must emit the bare loop's label versions: the table says whether the versions
-(id, value, previous value, causing partition and offset, partition written) are the same. Latency: at a steady --rate events/s, the time from
+6 s session timeouts). Every implementation must emit the bare loop's label versions: the table
+says whether the versions (id, value, previous value, causing partition and offset, partition
+written) are the same. Latency: at a steady --rate events/s, the time from
 an event's log-append on the events topic to its label's log-append on labels.latest.
 """
 
