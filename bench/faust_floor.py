@@ -16,12 +16,13 @@ import faust
 
 from processors.batches import EventBatches
 from processors.outputs import RAW
+from processors.transport import App
 from processors.worker import bound_fetch_wait
 from labelstore.settings import ProcessorSettings
 
 settings = ProcessorSettings()
 bound_fetch_wait(settings.fetch_max_wait_ms)
-app = faust.App(f"floor-{os.environ['EVENTS_TOPIC']}", broker=f"kafka://{os.environ['BOOTSTRAP_SERVERS']}",
+app = App(f"floor-{os.environ['EVENTS_TOPIC']}", broker=f"kafka://{os.environ['BOOTSTRAP_SERVERS']}",
                 datadir=os.environ["DATA_DIR"], autodiscover=False, consumer_auto_offset_reset="earliest",
                 web_enabled=False, topic_allow_declare=False)
 events_topic = app.topic(os.environ["EVENTS_TOPIC"], **RAW)

@@ -26,6 +26,7 @@ from processors.core import BatchResult, EntityProcessor, RawMessage, decode_rec
 from processors.outputs import RAW, DirectOutputs, FaustOutputs
 from processors.rulebook import RuleBook
 from processors.tables import EntityStateTable
+from processors.transport import App as TransportApp
 from processors.web import register_label_pages
 
 log = logging.getLogger("labelstore.processor")
@@ -76,7 +77,7 @@ def _faust_app(settings: Settings) -> faust.App:
     brokers = ";".join(f"{scheme}://{server}" for server in bootstrap_servers(settings).split(","))
     datadir = conf.data_dir / f"worker-{conf.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return TransportApp(
         settings.topics.prefix + conf.app_id,
         broker=brokers,
         store=conf.store,
