@@ -1,0 +1,36 @@
+import json
+from uuid import UUID
+
+import pytest
+
+from labelstore.labels import Cause, LabelVersion, as_current, label_changes
+from labelstore.rules.model import load_rules
+
+CAUSE = Cause(event_id=UUID("0b9f6f4e-3c1e-4c57-9a53-5b8e2f0f6a11"), topic="orders.events", partition=3, offset=41)
+FRAUD = next(rule for rule in load_rules() if rule.name == "fraud")
+
+
+def changes(value, current):
+    return label_changes("order", "order-1", [FRAUD], [value], current, event_time=10, recorded_at=20, cause=CAUSE)
+
+
+@pytest.mark.parametrize("value", ["positive", True, 3, 0.5, None])
+def test_the_current_label_is_the_json_form_of_the_version(value):
+    version = LabelVersion(version_id=UUID(int=7), entity_type="order", entity_id="order-1", label="fraud",
+                           rule_version=2, value=value, previous_value="negative", event_time=10, recorded_at=20,
+                           caused_by=CAUSE)
+    fields = {"version_id", "rule_version", "value", "event_time", "recorded_at", "caused_by"}
+    assert as_current(version) == json.loads(version.model_dump_json(include=fields))
+
+
+def test_a_version_only_where_the_value_changes():
+    [first] = changes("negative", {})
+    assert (first.value, first.previous_value) == ("negative", None)
+    assert changes("negative", {"fraud": as_current(first)}) == []
+    [second] = changes("positive", {"fraud": as_current(first)})
+    assert (second.value, second.previous_value) == ("positive", "negative")
+
+
+def test_an_abstaining_rule_emits_nothing_and_ids_are_deterministic():
+    assert changes(None, {}) == []
+    assert changes("negative", {})[0].version_id == changes("negative", {})[0].version_id
