@@ -14,7 +14,7 @@ from pathlib import Path
 
 import faust
 
-from processors.batches import EventBatches
+from processors.batches import MessageBatches
 from processors.outputs import RAW
 from processors.transport import App
 from processors.worker import bound_fetch_wait
@@ -26,13 +26,17 @@ app = App(f"floor-{os.environ['EVENTS_TOPIC']}", broker=f"kafka://{os.environ['B
                 datadir=os.environ["DATA_DIR"], autodiscover=False, consumer_auto_offset_reset="earliest",
                 web_enabled=False, topic_allow_declare=False)
 events_topic = app.topic(os.environ["EVENTS_TOPIC"], **RAW)
+intake = app.intake(os.environ["EVENTS_TOPIC"])
 
 
 @app.agent(events_topic)
 async def take_and_acknowledge(stream: faust.StreamT) -> None:
     expected, taken, first, first_batch = int(os.environ["EXPECTED"]), 0, None, 0
-    batches = EventBatches(stream, settings.batch_size, settings.batch_within_s)
-    while (events := await batches.take()) is not None:
+    batches = MessageBatches(app, intake, settings.batch_size, settings.batch_within_s)
+    while True:
+        events = await batches.take()
+        if not events:
+            continue
         if first is None:
             first, first_batch = time.perf_counter(), len(events)
         taken += len(events)

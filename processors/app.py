@@ -21,12 +21,12 @@ from labelstore.connection import bootstrap_servers
 from labelstore.declarations import EntityDeclaration, load_declarations
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.settings import ProcessorSettings, Settings
-from processors.batches import EventBatches
+from processors.batches import MessageBatches
 from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
 from processors.outputs import RAW, DirectOutputs, FaustOutputs
 from processors.rulebook import RuleBook
 from processors.tables import EntityStateTable
-from processors.transport import App as TransportApp
+from processors.transport import App as TransportApp, Intake
 from processors.web import register_label_pages
 
 log = logging.getLogger("labelstore.processor")
@@ -56,9 +56,10 @@ def create_app(
             f"{entity_type}-state", partitions=settings.kafka.partitions, **RAW_TABLE
         )
         source = app.topic(settings.topics.events_topic(entity_type), partitions=settings.kafka.partitions, **RAW)
+        intake = app.intake(source.get_topic_name())
         app.agent(source, name=f"label-{entity_type}")(
             _agent(processor, tables[entity_type], _outputs(app, settings), rulebook, counters, settings.processor,
-                   on_crash)
+                   intake, on_crash)
         )
     register_label_pages(app, tables)
 
@@ -108,19 +109,21 @@ def _outputs(app: faust.App, settings: Settings) -> DirectOutputs | FaustOutputs
 
 
 def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | FaustOutputs, rulebook: RuleBook | None,
-           counters: Counter[str], conf: ProcessorSettings, on_crash: Callable[[BaseException], None] | None):
+           counters: Counter[str], conf: ProcessorSettings, intake: Intake,
+           on_crash: Callable[[BaseException], None] | None):
     entity_type = processor.entity_type
 
     async def process(stream: faust.StreamT) -> None:
+        # The stream subscribes the agent to its topic; the messages come through the intake.
         try:
-            await _process_batches(stream)
+            await _process_batches(stream.app)
         except Exception as exc:
             log.exception("processing %s events stopped", entity_type)
             if on_crash is not None:
                 on_crash(exc)
             raise
 
-    async def _process_batches(stream: faust.StreamT) -> None:
+    async def _process_batches(app: faust.App) -> None:
         # A batch's events are acknowledged (their offsets may be committed) once its changelog
         # records are confirmed: together with the next batch's outputs, or when no event came
         # for a while.
@@ -131,18 +134,19 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Faus
             batches.ack(unconfirmed)
             unconfirmed.clear()
 
-        batches = EventBatches(stream, conf.batch_size, conf.batch_within_s, on_idle=confirm)
-        while (events := await batches.take()) is not None:
-            if not events:
+        batches = MessageBatches(app, intake, conf.batch_size, conf.batch_within_s, on_idle=confirm)
+        while True:
+            messages = await batches.take()
+            if not messages:
                 continue
-            batch = [_raw(event.message) for event in events]
+            batch = [_raw(message) for message in messages]
             result = await _evaluate(batch)
             # 1. versions and dead letters become durable (and the previous batch's state),
             # 2. then the state is stored.
             await outputs.send_and_wait(result)
             batches.ack(unconfirmed)
-            await outputs.store_states(table, result.records)
-            unconfirmed[:] = events
+            await outputs.store_states(table, result)
+            unconfirmed[:] = messages
             _count(batch, result)
             _spare_the_collector()
 

@@ -1,88 +1,82 @@
-"""Micro-batches of an agent's events, taken from its channel's queue in bulk.
+"""Micro-batches of an agent's messages, taken from its topic's intake in bulk.
 
 Faust's ``Stream`` hands events over one at a time, and each costs a turn of the event loop
 (``await sleep(0)``), sensor calls and a trace context: with thousands of events per second that
 machinery, not the processing, fills the worker's only core. A batch here is everything already
-in the queue (up to ``max_events``), or, when the queue runs dry, what arrives within
-``within_s``. Each event is tracked and acknowledged through the consumer's own calls, so offsets
-are committed exactly as a stream would commit them: only after the batch's work is done.
+in the intake (up to ``max_events``), or, when it runs dry, what arrives within ``within_s``.
+Each message is tracked and acknowledged through the consumer's own calls, so offsets are
+committed exactly as a stream would commit them: only after the batch's work is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-import faust
-from faust.types import EventT
+from faust.types import Message
 
+from processors.transport import Intake
 
 IDLE_AFTER_S = 0.1
 
 
-class EventBatches:
-    """``take()`` gives the next micro-batch (``None`` when the stream stops); ``ack(events)`` once
-    its work is done. A batch never acknowledged is never committed: a restarted worker processes
-    it again."""
+class MessageBatches:
+    """``take()`` gives the next micro-batch; ``ack(messages)`` once its work is done. A batch never
+    acknowledged is never committed: a restarted worker processes it again."""
 
-    def __init__(self, stream: faust.StreamT, max_events: int, within_s: float,
+    def __init__(self, app: Any, intake: Intake, max_events: int, within_s: float,
                  on_idle: Callable[[], Awaitable[None]] | None = None) -> None:
-        self.on_idle = on_idle  # awaited when no event came for IDLE_AFTER_S
-        self.app = stream.app
-        self.channel = stream.channel
-        self.queue = stream.channel.queue
+        self.on_idle = on_idle  # awaited when no message came for IDLE_AFTER_S
+        self.app = app
+        self.intake = intake
         self.max_events = max_events
         self.within_s = within_s
 
-    async def take(self) -> list[EventT] | None:
-        try:
-            taken = await self._take()
-        except StopAsyncIteration:  # the agent is stopping
-            return None
+    async def take(self) -> list[Message]:
+        taken = await self._take()
+        consumer = self.app.consumer
         current = []
-        for event in taken:
-            if self._is_current(event):
-                current.append(event)
+        for message in taken:
+            consumer.track_message(message)
+            if self._is_current(message):
+                current.append(message)
             else:  # as Faust's streams do: skipped, and acknowledged
-                event.ack()
+                consumer.ack(message)
         return current
 
-    @staticmethod
-    def ack(events: Sequence[EventT]) -> None:
-        for event in events:
-            event.ack()
+    def ack(self, messages: Sequence[Message]) -> None:
+        ack = self.app.consumer.ack
+        for message in messages:
+            ack(message)
 
-    async def _take(self) -> list[EventT]:
-        queue, loop = self.queue, asyncio.get_running_loop()
-        events = [await self._first()]
+    async def _take(self) -> list[Message]:
+        intake, loop = self.intake, asyncio.get_running_loop()
+        await self._first()
+        messages = intake.take(self.max_events)
         deadline = loop.time() + self.within_s
-        while len(events) < self.max_events:
-            if not queue.empty():
-                events.append(queue.get_nowait())
-                continue
+        while len(messages) < self.max_events:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             try:
-                events.append(await asyncio.wait_for(self.channel.get(), remaining))
+                await asyncio.wait_for(intake.arrival(), remaining)
             except TimeoutError:
                 break
-        consumer = self.app.consumer
-        for event in events:
-            consumer.track_message(event.message)
-        return events
+            messages.extend(intake.take(self.max_events - len(messages)))
+        return messages
 
-    async def _first(self) -> EventT:
-        if not self.queue.empty() or self.on_idle is None:
-            return await self.channel.get()
+    async def _first(self) -> None:
+        if len(self.intake) or self.on_idle is None:
+            await self.intake.arrival()
+            return
         try:
-            return await asyncio.wait_for(self.channel.get(), IDLE_AFTER_S)
+            await asyncio.wait_for(self.intake.arrival(), IDLE_AFTER_S)
         except TimeoutError:
             await self.on_idle()
-            return await self.channel.get()
+            await self.intake.arrival()
 
-    def _is_current(self, event: EventT) -> bool:
-        # Events fetched before a rebalance (another generation) or while the worker is
+    def _is_current(self, message: Message) -> bool:
+        # Messages fetched before a rebalance (another generation) or while the worker is
         # recovering are not for this agent to process; Faust's streams skip them too.
-        message = event.message
         return self.app.flow_control.is_active() and message.generation_id == self.app.consumer_generation_id

@@ -53,6 +53,7 @@ class DeadLetter:
 @dataclass
 class BatchResult:
     records: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    partitions: dict[bytes, int] = field(default_factory=dict)  # entity key -> partition its events came from
     versions: list[LabelVersion] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped_replays: int = 0
@@ -147,6 +148,7 @@ class EntityProcessor:
                 continue
             record["state"], record["offset"] = state, message.offset
             result.records[key] = record
+            result.partitions[key] = message.partition
             folded.append(_Folded(key, state, message, decoded, to_epoch_ms(decoded.record["event_time"])))
         return folded
 

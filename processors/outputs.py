@@ -78,13 +78,17 @@ class DirectOutputs:
             await self._produce(topic, key, value, partition, headers)
         await self.settle()
 
-    async def store_states(self, table: Any, records: Mapping[bytes, Mapping[str, Any]]) -> None:
-        """The batch's entity records, to the table's store and (unconfirmed) to its changelog."""
+    async def store_states(self, table: Any, result: BatchResult) -> None:
+        """The batch's entity records, to the table's store and (unconfirmed) to its changelog.
+
+        A record goes to the changelog partition of its entity's events: the changelog is
+        co-partitioned with the event topic, and that is the partition a worker restores when it
+        is given those events."""
         topic = table.changelog_topic.get_topic_name()
         store = self._stores[topic] = table.data
-        for key, record in records.items():
+        for key, record in result.records.items():
             value = encode_record(record)
-            await self._produce(topic, key, value, table.partition_for_key(key), None, changelog=True)
+            await self._produce(topic, key, value, result.partitions[key], None, changelog=True)
             store[key] = value  # not table[key]: that would send the changelog record again, through Faust
 
     async def settle(self) -> None:
@@ -144,8 +148,8 @@ class FaustOutputs:
         if pending:
             await asyncio.gather(*pending)
 
-    async def store_states(self, table: Any, records: Mapping[bytes, Mapping[str, Any]]) -> None:
-        for key, record in records.items():
+    async def store_states(self, table: Any, result: BatchResult) -> None:
+        for key, record in result.records.items():
             table[key] = encode_record(record)  # Faust sends the changelog record (in the transaction)
 
     async def settle(self) -> None:

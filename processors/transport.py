@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport, with a message hand-over that does not cost asyncio tasks.
+"""Faust's aiokafka transport, handing fetched messages over without asyncio tasks per message.
 
 Faust's consumer hands each fetched message to the conductor inside
 ``Service.wait_first(callback(message), suspend_flow.wait())``: four futures, two tasks and an
@@ -8,11 +8,18 @@ worker's CPU. Nearly every hand-over finishes without suspending (the flow is op
 queue has room), so this consumer runs the callback's coroutine directly and falls back to
 Faust's ``wait_first`` only when the coroutine suspends: the same callback, the same order, the
 same bookkeeping, the cost of a task only when it is needed.
+
+A topic with an ``Intake`` (the processor's raw event topics) skips the conductor altogether: its
+messages go straight into the intake, which the agent empties in micro-batches
+(``processors.batches``). The conductor's work per message (flow-control and producer waits, an
+``Event``, a deserializer call, a queue put with pressure callbacks) serves typed streams, and
+the processor reads raw bytes in bulk.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import Any
 
@@ -32,6 +39,7 @@ class Consumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        intakes = getattr(self.app, "intakes", {})
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -53,7 +61,13 @@ class Consumer(faust_aiokafka.Consumer):
                     if self._commit_every is not None and self._n_acked >= self._commit_every:
                         self._n_acked = 0
                         await self.commit()
-                    await self._hand_over(message)
+                    intake = intakes.get(message.topic)
+                    if intake is None:
+                        await self._hand_over(message)
+                    else:
+                        if intake.full:  # back-pressure, abandoned like a hand-over if the flow is suspended
+                            await self.wait_first(intake.room(), self.suspend_flow.wait())
+                        intake.put(message)
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -112,12 +126,73 @@ class _Resumed:
                     return done.value
 
 
+class Intake:
+    """Fetched messages of one topic, waiting for the agent that reads it; at most ``max_buffered``
+    before the consumer waits (as a full stream buffer makes it wait). Cleared with Faust's stream
+    buffers when the flow resumes after a rebalance: what it held was fetched for an older
+    assignment."""
+
+    def __init__(self, max_buffered: int) -> None:
+        self.max_buffered = max_buffered
+        self._messages: deque = deque()
+        self._arrived = asyncio.Event()
+        self._emptied = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @property
+    def full(self) -> bool:
+        return len(self._messages) >= self.max_buffered
+
+    def put(self, message: Any) -> None:
+        self._messages.append(message)
+        self._arrived.set()
+
+    def take(self, limit: int) -> list:
+        messages, taken = self._messages, []
+        while messages and len(taken) < limit:
+            taken.append(messages.popleft())
+        if not messages:
+            self._arrived.clear()
+        if len(messages) < self.max_buffered:
+            self._emptied.set()
+        return taken
+
+    async def arrival(self) -> None:
+        """Returns once a message is waiting."""
+        await self._arrived.wait()
+
+    async def room(self) -> None:
+        while self.full:
+            self._emptied.clear()
+            await self._emptied.wait()
+
+    def clear(self) -> None:
+        self._messages.clear()
+        self._arrived.clear()
+        self._emptied.set()
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
 
 
 class App(faust.App):
-    """A Faust app whose aiokafka transport is the one above (other transports as configured)."""
+    """A Faust app whose aiokafka transport is the one above (other transports as configured), with
+    an ``Intake`` for each topic an agent reads in bulk."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.intakes: dict[str, Intake] = {}
+
+    def intake(self, topic: str) -> Intake:
+        """The intake of ``topic``'s messages (made on first use; before the worker starts, so no
+        message of it goes to the conductor)."""
+        if topic not in self.intakes:
+            self.intakes[topic] = Intake(self.conf.stream_buffer_maxsize)
+            self.flow_control.manage_queue(self.intakes[topic])
+        return self.intakes[topic]
 
     def _new_transport(self) -> Any:
         if self.conf.broker_consumer[0].scheme == "kafka":

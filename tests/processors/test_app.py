@@ -12,21 +12,18 @@ from labelstore.settings import ProcessorSettings
 from processors.app import _agent
 
 
-class FailingChannel:
-    queue = SimpleNamespace(empty=lambda: True)
+class FailingIntake:
+    def __len__(self) -> int:
+        return 0
 
-    async def get(self):
+    async def arrival(self) -> None:
         raise RuntimeError("broken batch")
-
-
-class FailingStream:
-    app = None
-    channel = FailingChannel()
 
 
 def test_a_failing_agent_reports_the_crash_instead_of_idling():
     crashes = []
-    process = _agent(SimpleNamespace(entity_type="order"), {}, {}, None, Counter(), ProcessorSettings(), crashes.append)
+    process = _agent(SimpleNamespace(entity_type="order"), {}, {}, None, Counter(), ProcessorSettings(),
+                     FailingIntake(), crashes.append)
     with pytest.raises(RuntimeError, match="broken batch"):
-        asyncio.run(process(FailingStream()))
+        asyncio.run(process(SimpleNamespace(app=None)))
     assert [str(c) for c in crashes] == ["broken batch"]

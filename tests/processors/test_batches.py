@@ -1,65 +1,80 @@
-"""Micro-batches taken from an agent's channel: sizes, stale events, idling."""
+"""Micro-batches taken from a topic's intake: sizes, stale messages, idling, back-pressure."""
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 
-from processors.batches import EventBatches
+from processors.batches import MessageBatches
+from processors.transport import Intake
 
 
-class FakeEvent:
-    def __init__(self, offset: int, generation: int = 1) -> None:
-        self.message = SimpleNamespace(offset=offset, generation_id=generation)
-        self.acked = False
-
-    def ack(self) -> None:
-        self.acked = True
+def message(offset: int, generation: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, generation_id=generation)
 
 
-class FakeChannel:
-    def __init__(self) -> None:
-        self.queue = asyncio.Queue()
-
-    async def get(self):
-        return await self.queue.get()
+def fake_app(tracked: list, acked: list) -> SimpleNamespace:
+    consumer = SimpleNamespace(track_message=tracked.append, ack=acked.append)
+    return SimpleNamespace(consumer=consumer, consumer_generation_id=1,
+                           flow_control=SimpleNamespace(is_active=lambda: True))
 
 
-def fake_stream(channel: FakeChannel, tracked: list) -> SimpleNamespace:
-    app = SimpleNamespace(consumer=SimpleNamespace(track_message=tracked.append), consumer_generation_id=1,
-                          flow_control=SimpleNamespace(is_active=lambda: True))
-    return SimpleNamespace(app=app, channel=channel)
-
-
-def test_a_batch_is_what_is_queued_up_to_the_maximum_and_stale_events_are_acknowledged_unprocessed():
+def test_a_batch_is_what_is_waiting_up_to_the_maximum_and_stale_messages_are_acknowledged_unprocessed():
     async def scenario():
-        channel, tracked = FakeChannel(), []
-        events = [FakeEvent(0), FakeEvent(1, generation=0), *(FakeEvent(offset) for offset in range(2, 6))]
-        for event in events:
-            channel.queue.put_nowait(event)
-        batches = EventBatches(fake_stream(channel, tracked), max_events=4, within_s=0.01)
+        intake, tracked, acked = Intake(max_buffered=100), [], []
+        messages = [message(0), message(1, generation=0), *(message(offset) for offset in range(2, 6))]
+        for each in messages:
+            intake.put(each)
+        batches = MessageBatches(fake_app(tracked, acked), intake, max_events=4, within_s=0.01)
         first = await batches.take()
-        assert [event.message.offset for event in first] == [0, 2, 3]  # 4 taken, 1 stale
-        assert events[1].acked and not any(event.acked for event in first)
-        assert len(tracked) == 4
+        assert [each.offset for each in first] == [0, 2, 3]  # 4 taken, 1 stale
+        assert acked == [messages[1]] and len(tracked) == 4
         batches.ack(first)
-        assert all(event.acked for event in first)
+        assert acked == [messages[1], *first]
         second = await batches.take()
-        assert [event.message.offset for event in second] == [4, 5]
+        assert [each.offset for each in second] == [4, 5]
 
     asyncio.run(scenario())
 
 
-def test_the_idle_callback_runs_when_no_event_comes_and_a_late_event_still_arrives():
+def test_a_batch_waits_within_its_time_for_more_messages():
     async def scenario():
-        channel, idled = FakeChannel(), []
+        intake = Intake(max_buffered=100)
+        batches = MessageBatches(fake_app([], []), intake, max_events=10, within_s=0.2)
+        intake.put(message(0))
+        asyncio.get_running_loop().call_later(0.05, intake.put, message(1))
+        assert [each.offset for each in await batches.take()] == [0, 1]
+
+    asyncio.run(scenario())
+
+
+def test_the_idle_callback_runs_when_no_message_comes_and_a_late_message_still_arrives():
+    async def scenario():
+        intake, idled = Intake(max_buffered=100), []
 
         async def on_idle():
             idled.append(True)
-            channel.queue.put_nowait(FakeEvent(9))
+            intake.put(message(9))
 
-        batches = EventBatches(fake_stream(channel, []), max_events=10, within_s=0.01, on_idle=on_idle)
+        batches = MessageBatches(fake_app([], []), intake, max_events=10, within_s=0.01, on_idle=on_idle)
         batch = await batches.take()
-        assert idled == [True] and [event.message.offset for event in batch] == [9]
+        assert idled == [True] and [each.offset for each in batch] == [9]
+
+    asyncio.run(scenario())
+
+
+def test_a_full_intake_makes_room_once_taken_from_and_is_emptied_by_clear():
+    async def scenario():
+        intake = Intake(max_buffered=2)
+        intake.put(message(0))
+        intake.put(message(1))
+        assert intake.full
+        room = asyncio.ensure_future(intake.room())
+        await asyncio.sleep(0.01)
+        assert not room.done()
+        assert [each.offset for each in intake.take(1)] == [0]
+        await asyncio.wait_for(room, 1)
+        intake.clear()
+        assert len(intake) == 0 and not intake.full
 
     asyncio.run(scenario())
