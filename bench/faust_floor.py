@@ -1,5 +1,6 @@
-"""The ceiling Faust puts on the processor: an agent that takes the order events in the processor's
-micro-batches and acknowledges them, doing nothing else (no decoding, state, rules or outputs).
+"""The ceiling Faust puts on the processor: an agent that takes the order events the way the
+processor does (its transport, its intake, its micro-batches) and acknowledges them, doing nothing
+else (no decoding, state, rules or outputs).
 
 Started by ``processor_throughput.py --floor``; configured by environment variables:
 BOOTSTRAP_SERVERS, EVENTS_TOPIC, EXPECTED (events), RESULT (a file: events/s once all arrived),

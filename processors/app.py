@@ -1,7 +1,8 @@
 """The Faust app: thin agents that feed micro-batches of raw event bytes to ``EntityProcessor``.
 
-One agent and one changelogged table per entity type. Streams carry raw bytes (no Faust
-serialization on the hot path); each batch is decoded, folded and evaluated at once. Outputs go
+One agent and one changelogged table per entity type. The agent's topic carries raw bytes and
+reaches it through an intake (``processors.transport``), not through Faust's stream machinery;
+each batch is decoded, folded and evaluated at once. Outputs go
 out before the state is stored, so the table never runs ahead of the label versions in Kafka (see
 ``processors.core``). Nothing happens at import time: ``create_app(settings)`` builds everything.
 """
