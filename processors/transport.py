@@ -19,11 +19,10 @@ the processor reads raw bytes in bulk.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Coroutine, Generator
 from typing import Any
-
-import logging
 
 import faust
 from faust.transport.consumer import CONSUMER_FETCHING
