@@ -36,10 +36,13 @@ class MessageBatches:
     async def take(self) -> list[Message]:
         taken = await self._take()
         consumer = self.app.consumer
+        # Messages fetched before a rebalance (another generation) or while the worker is
+        # recovering are not for this agent to process; Faust's streams skip them too.
+        active, generation = self.app.flow_control.is_active(), self.app.consumer_generation_id
         current = []
         for message in taken:
             consumer.track_message(message)
-            if self._is_current(message):
+            if active and message.generation_id == generation:
                 current.append(message)
             else:  # as Faust's streams do: skipped, and acknowledged
                 consumer.ack(message)
@@ -75,8 +78,3 @@ class MessageBatches:
         except TimeoutError:
             await self.on_idle()
             await self.intake.arrival()
-
-    def _is_current(self, message: Message) -> bool:
-        # Messages fetched before a rebalance (another generation) or while the worker is
-        # recovering are not for this agent to process; Faust's streams skip them too.
-        return self.app.flow_control.is_active() and message.generation_id == self.app.consumer_generation_id

@@ -38,7 +38,7 @@ class Consumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
-        intakes = getattr(self.app, "intakes", {})
+        intakes = self.app.intakes
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -89,9 +89,6 @@ class Consumer(faust_aiokafka.Consumer):
             waiting_for = handing_over.send(None)
         except StopIteration:
             return
-        except BaseException:
-            handing_over.close()
-            raise
         # Suspended (back-pressure or a paused flow): finish it as Faust does, abandoning it if
         # the flow is suspended for a rebalance meanwhile.
         await self.wait_first(_Resumed(handing_over, waiting_for), self.suspend_flow.wait())
@@ -149,9 +146,8 @@ class Intake:
         self._arrived.set()
 
     def take(self, limit: int) -> list:
-        messages, taken = self._messages, []
-        while messages and len(taken) < limit:
-            taken.append(messages.popleft())
+        messages = self._messages
+        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
         if not messages:
             self._arrived.clear()
         if len(messages) < self.max_buffered:
