@@ -43,6 +43,7 @@ from labelstore.labels import Cause, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import load_rules
 from labelstore.settings import KafkaSettings, Settings
+from processors.core import RULE_INPUTS_REMEMBERED
 from schemas.codec import AvroCodec
 
 ENTITY_TYPE = "order"
@@ -53,7 +54,7 @@ class LabelVersionSink(BatchingSink):
         super().__init__()
         declaration = load_declarations()[ENTITY_TYPE]
         self.rules = [rule for rule in load_rules() if rule.entity_type == ENTITY_TYPE]
-        self.evaluator = RuleEvaluator(declaration, self.rules)
+        self.evaluator = RuleEvaluator(declaration, self.rules, cache_size=RULE_INPUTS_REMEMBERED)
         self.events_topic, self.versions_topic, self.latest_topic = events_topic, versions_topic, latest_topic
         # The bare loop's producer settings (idempotent, acks=all, lz4, linger 20 ms).
         settings = Settings(kafka=KafkaSettings(bootstrap_servers=bootstrap))

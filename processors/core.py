@@ -31,6 +31,9 @@ from labelstore.rules.model import LabelRule
 from processors.rulebook import RuleBook
 from schemas.codec import AvroCodec, DecodedEvent
 
+# Distinct rule inputs whose label values an evaluator remembers (see ``RuleEvaluator``).
+RULE_INPUTS_REMEMBERED = 65_536
+
 
 @dataclass(frozen=True)
 class RawMessage:
@@ -78,7 +81,7 @@ class EntityProcessor:
         self.declaration = declaration
         self.fold = EntityFold(declaration)
         self.rules = tuple(rules)
-        self.evaluator = RuleEvaluator(declaration, self.rules)
+        self.evaluator = RuleEvaluator(declaration, self.rules, cache_size=RULE_INPUTS_REMEMBERED)
         self._evaluators = {_versions(self.rules): self.evaluator}
         self.rulebook = rulebook
         self.codec = codec or AvroCodec()
@@ -124,7 +127,8 @@ class EntityProcessor:
         for key, indices in groups.items():
             evaluator = self._evaluators.get(key)
             if evaluator is None:
-                evaluator = self._evaluators[key] = RuleEvaluator(self.declaration, rules_of[indices[0]])
+                evaluator = self._evaluators[key] = RuleEvaluator(self.declaration, rules_of[indices[0]],
+                                                                  cache_size=RULE_INPUTS_REMEMBERED)
             for index, row in zip(indices, evaluator.evaluate([folded[i].state for i in indices]), strict=True):
                 values[index] = row
         return values

@@ -73,3 +73,38 @@ def test_a_trailing_comment_cannot_swallow_the_query():
 def test_arithmetic_and_comparisons_are_allowed():
     candidate = rule("chargebacks + address_changes > 1 AND amount_cents / 100 >= 50", "boolean")
     assert validate_rule(candidate, ORDER) == ["address_changes", "amount_cents", "chargebacks"]
+
+
+def test_a_remembering_evaluator_asks_duckdb_only_about_inputs_it_has_not_seen(monkeypatch):
+    fraud = next(r for r in load_rules() if r.name == "fraud")
+    remembering, plain = RuleEvaluator(ORDER, [fraud], cache_size=100), RuleEvaluator(ORDER, [fraud])
+    queried: list[int] = []
+    run = remembering._run
+    monkeypatch.setattr(remembering, "_run", lambda table: queried.append(table.num_rows) or run(table))
+    base = ORDER.initial_state()
+    first = [{**base, "classification": c, "tags": t, "amount_cents": n}  # amount_cents is not read
+             for n, (c, t) in enumerate([("FRAUD", ()), ("NOT_FRAUD", ("false-negative",)), ("NOT_FRAUD", ()),
+                                         ("FRAUD", ()), (None, ())])]
+    # Stored states hold set-valued fields as lists: the same input as the tuple.
+    second = [{**base, "classification": "NOT_FRAUD", "tags": ["false-negative"]},
+              {**base, "classification": "NOT_FRAUD", "tags": ["false-negative", "vip"]}]
+    assert remembering.evaluate(first) == plain.evaluate(first)
+    assert remembering.evaluate(second) == plain.evaluate(second) == [("positive",), ("positive",)]
+    assert remembering.evaluate(first + second) == plain.evaluate(first + second)
+    assert queried == [4, 1]  # the distinct new inputs of each batch, the third batch none
+
+
+def test_remembered_inputs_tell_apart_what_duckdb_tells_apart():
+    sign = rule("CAST(1 / model_score AS VARCHAR)")  # 0.0 and -0.0 are equal in Python, not here
+    states = [{**ORDER.initial_state(), "model_score": score} for score in (0.0, -0.0, 0.0, None)]
+    assert RuleEvaluator(ORDER, [sign], cache_size=100).evaluate(states) == RuleEvaluator(ORDER, [sign]).evaluate(
+        states) == [("inf",), ("-inf",), ("inf",), (None,)]
+
+
+def test_an_evaluator_remembers_at_most_cache_size_inputs():
+    classification = rule("classification")
+    evaluator = RuleEvaluator(ORDER, [classification], cache_size=3)
+    for batch in (["A", "B"], ["C", "D"], ["E", "A", "B", "C"]):
+        values = evaluator.evaluate([{**ORDER.initial_state(), "classification": c} for c in batch])
+        assert values == [(c,) for c in batch]
+        assert len(evaluator._cache) <= max(3, len(set(batch)))
