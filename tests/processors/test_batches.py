@@ -48,6 +48,18 @@ def test_a_batch_waits_within_its_time_for_more_messages():
     asyncio.run(scenario())
 
 
+def test_without_a_batch_time_a_batch_is_what_is_waiting_and_nothing_more():
+    async def scenario():
+        intake = Intake(max_buffered=100)
+        batches = MessageBatches(fake_app([], []), intake, max_events=10, within_s=0)
+        intake.put(message(0))
+        asyncio.get_running_loop().call_later(0.01, intake.put, message(1))
+        assert [each.offset for each in await batches.take()] == [0]
+        assert [each.offset for each in await batches.take()] == [1]
+
+    asyncio.run(scenario())
+
+
 def test_the_idle_callback_runs_when_no_message_comes_and_a_late_message_still_arrives():
     async def scenario():
         intake, idled = Intake(max_buffered=100), []
