@@ -49,6 +49,7 @@ class RuleBook:
         self._wanted_through_ms = -1
         self._reader: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
         if settings is not None:
             self._topic = settings.topics.rules_topic
             self._config = {"bootstrap.servers": bootstrap_servers(settings), "group.id": "labelstore-rules",
@@ -83,25 +84,32 @@ class RuleBook:
         if self._consumer is None or recorded_at_ms <= self.known_through_ms:
             return
         with self._lock:
-            if self._reader is None:
-                self._reader = threading.Thread(target=self._read_on_demand, name="rules-reader", daemon=True)
-                self._reader.start()
-            self._wanted_through_ms = max(self._wanted_through_ms, recorded_at_ms)
-            self._lock.notify_all()
+            self._want(recorded_at_ms)
             while self.known_through_ms < recorded_at_ms and self._failure is None:
                 self._lock.wait()
             if self._failure is not None:
                 raise self._failure
 
     def known_through(self, recorded_at_ms: int) -> asyncio.Future:
-        """``ensure_known_through`` for the event loop: a future, waited for on a thread (started
-        now, so the caller can work meanwhile)."""
+        """``ensure_known_through`` for the event loop: a future, resolved by the reader thread
+        (the read starts now, so the caller can work meanwhile)."""
         loop = asyncio.get_running_loop()
+        known = loop.create_future()
         if self._consumer is None or recorded_at_ms <= self.known_through_ms:
-            done = loop.create_future()
-            done.set_result(None)
-            return done
-        return loop.run_in_executor(None, self.ensure_known_through, recorded_at_ms)
+            known.set_result(None)
+            return known
+        with self._lock:
+            self._waiters.append((recorded_at_ms, loop, known))
+            self._want(recorded_at_ms)
+        return known
+
+    def _want(self, recorded_at_ms: int) -> None:
+        """Under the lock: ask the reader to read through that time."""
+        if self._reader is None:
+            self._reader = threading.Thread(target=self._read_on_demand, name="rules-reader", daemon=True)
+            self._reader.start()
+        self._wanted_through_ms = max(self._wanted_through_ms, recorded_at_ms)
+        self._lock.notify_all()
 
     def _read_on_demand(self) -> None:
         try:
@@ -116,10 +124,20 @@ class RuleBook:
                 with self._lock:
                     self.known_through_ms = asked_at
                     self._lock.notify_all()
+                    self._wake_waiters()
         except BaseException as exc:  # waiting agents get it, rather than waiting forever
             with self._lock:
                 self._failure = exc
                 self._lock.notify_all()
+                self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        """Under the lock: resolve the event-loop futures now due (straight from this thread: a hop
+        through an executor thread cost the agent milliseconds per batch while it held the GIL)."""
+        due = [waiter for waiter in self._waiters if waiter[0] <= self.known_through_ms or self._failure is not None]
+        self._waiters = [waiter for waiter in self._waiters if waiter not in due]
+        for _, loop, known in due:
+            loop.call_soon_threadsafe(_settle, known, self._failure)
 
     def _read_to_end(self) -> None:
         _, end = self._watermarks()
@@ -175,3 +193,12 @@ class RuleBook:
                 self._consumer.close()
                 self._consumer = Consumer(self._config)
                 time.sleep(0.5)
+
+
+def _settle(known: asyncio.Future, failure: BaseException | None) -> None:
+    if known.done():  # the waiting agent was cancelled
+        return
+    if failure is None:
+        known.set_result(None)
+    else:
+        known.set_exception(failure)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from labelstore.catalog.activation import ActivationRecord
+import asyncio
+
+from labelstore.catalog.activation import ActivationRecord, publish_activation
 from labelstore.rules.model import load_rules
 from processors.rulebook import RuleBook
 
@@ -38,3 +40,24 @@ def test_a_malformed_rules_record_is_ignored():
     book = RuleBook(load_rules())
     book._apply(b"{not json", 1_000, offset=7)
     assert not book.changes("order")
+
+
+def test_the_event_loop_waits_for_activations_logged_before_a_time_read_from_the_brokers(settings):
+    builtin = load_rules()
+    fraud_v2 = next(r for r in builtin if r.name == "fraud").model_copy(update={"version": 2})
+    record = ActivationRecord(label="fraud", entity_type="order", rule=fraud_v2, activated_by="ana")
+    _, _, logged_at = publish_activation(settings, record)
+    book = RuleBook(builtin, settings)
+
+    async def scenario() -> None:
+        waiting = [book.known_through(logged_at + 1) for _ in range(2)]  # two agents
+        assert not any(known.done() for known in waiting)
+        await asyncio.wait_for(asyncio.gather(*waiting), 30)
+        assert book.known_through(logged_at).done()  # already known: no read
+
+    try:
+        asyncio.run(scenario())
+        assert versions(book, logged_at - 1) == {"fraud": 1, "manual_review": 1}
+        assert versions(book, logged_at) == {"fraud": 2, "manual_review": 1}
+    finally:
+        book.close()
