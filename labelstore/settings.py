@@ -93,9 +93,9 @@ class ProcessorSettings(_Group):
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     batch_size: int = Field(default=1_000, ge=1, description="events per micro-batch, at most")
     batch_within_s: float = Field(
-        default=0.0, ge=0,
-        description="wait at most this long for more events to fill a batch; 0: a batch is what is waiting "
-                    "(events gather while the previous batch is processed, so batches grow with the load)")
+        default=0.01, ge=0,
+        description="when the worker is behind, wait at most this long for more events to fill a batch; "
+                    "otherwise a batch is what is waiting")
     session_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, description="longest a fetch waits for new events")
     validate_payloads: bool = True

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 
 from processors.batches import MessageBatches
 from processors.transport import Intake
 
 
-def message(offset: int, generation: int = 1) -> SimpleNamespace:
-    return SimpleNamespace(offset=offset, generation_id=generation)
+def message(offset: int, generation: int = 1, logged_s_ago: float = 5.0) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, generation_id=generation, timestamp=time.time() - logged_s_ago)
 
 
 def fake_app(tracked: list, acked: list) -> SimpleNamespace:
@@ -37,23 +38,23 @@ def test_a_batch_is_what_is_waiting_up_to_the_maximum_and_stale_messages_are_ack
     asyncio.run(scenario())
 
 
-def test_a_batch_waits_within_its_time_for_more_messages():
+def test_a_batch_of_a_worker_behind_waits_within_its_time_for_more_messages():
     async def scenario():
         intake = Intake(max_buffered=100)
         batches = MessageBatches(fake_app([], []), intake, max_events=10, within_s=0.2)
-        intake.put(message(0))
+        intake.put(message(0, logged_s_ago=5.0))
         asyncio.get_running_loop().call_later(0.05, intake.put, message(1))
         assert [each.offset for each in await batches.take()] == [0, 1]
 
     asyncio.run(scenario())
 
 
-def test_without_a_batch_time_a_batch_is_what_is_waiting_and_nothing_more():
+def test_a_batch_of_a_worker_keeping_up_is_what_is_waiting_and_nothing_more():
     async def scenario():
         intake = Intake(max_buffered=100)
-        batches = MessageBatches(fake_app([], []), intake, max_events=10, within_s=0)
-        intake.put(message(0))
-        asyncio.get_running_loop().call_later(0.01, intake.put, message(1))
+        batches = MessageBatches(fake_app([], []), intake, max_events=10, within_s=0.2)
+        intake.put(message(0, logged_s_ago=0.01))
+        asyncio.get_running_loop().call_later(0.05, intake.put, message(1, logged_s_ago=0.0))
         assert [each.offset for each in await batches.take()] == [0]
         assert [each.offset for each in await batches.take()] == [1]
 
