@@ -134,10 +134,15 @@ class RuleBook:
     def _wake_waiters(self) -> None:
         """Under the lock: resolve the event-loop futures now due (straight from this thread: a hop
         through an executor thread cost the agent milliseconds per batch while it held the GIL)."""
-        due = [waiter for waiter in self._waiters if waiter[0] <= self.known_through_ms or self._failure is not None]
-        self._waiters = [waiter for waiter in self._waiters if waiter not in due]
-        for _, loop, known in due:
-            loop.call_soon_threadsafe(_settle, known, self._failure)
+        waiting, self._waiters = self._waiters, []
+        for through_ms, loop, known in waiting:
+            if through_ms > self.known_through_ms and self._failure is None:
+                self._waiters.append((through_ms, loop, known))
+                continue
+            try:
+                loop.call_soon_threadsafe(_settle, known, self._failure)
+            except RuntimeError:  # the loop is closed: the worker is stopping, nobody waits
+                pass
 
     def _read_to_end(self) -> None:
         _, end = self._watermarks()

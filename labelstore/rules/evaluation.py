@@ -82,7 +82,6 @@ class RuleEvaluator:
             self._connection.unregister("states")
 
 
-
 def _input_key(fields: Sequence[str], types: Sequence[str]) -> Callable[[State], tuple]:
     """A hashable key of a state's read fields that tells apart what DuckDB tells apart: stored
     states hold set-valued fields as lists, and 0.0 == -0.0 in Python (a double keys by its bits)."""
