@@ -99,8 +99,13 @@ class RuleBook:
             known.set_result(None)
             return known
         with self._lock:
-            self._waiters.append((recorded_at_ms, loop, known))
-            self._want(recorded_at_ms)
+            # Checked again under the lock: the reader may have got there since, and then it
+            # would never wake a waiter added now.
+            if recorded_at_ms <= self.known_through_ms or self._failure is not None:
+                _settle(known, self._failure)
+            else:
+                self._waiters.append((recorded_at_ms, loop, known))
+                self._want(recorded_at_ms)
         return known
 
     def _want(self, recorded_at_ms: int) -> None:

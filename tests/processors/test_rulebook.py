@@ -61,3 +61,21 @@ def test_the_event_loop_waits_for_activations_logged_before_a_time_read_from_the
         assert versions(book, logged_at) == {"fraud": 2, "manual_review": 1}
     finally:
         book.close()
+
+
+def test_a_read_finishing_just_before_an_agent_waits_still_answers_it():
+    book = RuleBook(load_rules())
+    book._consumer = object()  # as if reading a rules topic; no read is needed here
+    book.known_through_ms = 100
+
+    class ReadFinishesFirst(type(book._lock)):
+        def __enter__(self):  # the reader finished a read through 200 between the agent's check and its lock
+            book.known_through_ms = 200
+            return super().__enter__()
+
+    book._lock = ReadFinishesFirst()
+
+    async def scenario() -> None:
+        await asyncio.wait_for(book.known_through(150), 1)
+
+    asyncio.run(scenario())
