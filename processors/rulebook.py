@@ -95,12 +95,12 @@ class RuleBook:
         (the read starts now, so the caller can work meanwhile)."""
         loop = asyncio.get_running_loop()
         known = loop.create_future()
-        if self._consumer is None or recorded_at_ms <= self.known_through_ms:
+        if self._consumer is None:
             known.set_result(None)
             return known
         with self._lock:
-            # Checked again under the lock: the reader may have got there since, and then it
-            # would never wake a waiter added now.
+            # Checked under the lock: a read finishing between a check and the wait would never
+            # wake a waiter added after it.
             if recorded_at_ms <= self.known_through_ms or self._failure is not None:
                 _settle(known, self._failure)
             else:
