@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -35,8 +35,7 @@ from schemas.codec import AvroCodec, DecodedEvent
 RULE_INPUTS_REMEMBERED = 65_536
 
 
-@dataclass(frozen=True)
-class RawMessage:
+class RawMessage(NamedTuple):  # a tuple: built per event, ~5x cheaper than a frozen dataclass
     topic: str
     partition: int
     offset: int
@@ -62,8 +61,7 @@ class BatchResult:
     skipped_replays: int = 0
 
 
-@dataclass(frozen=True)
-class _Folded:
+class _Folded(NamedTuple):
     key: bytes
     state: State
     message: RawMessage
