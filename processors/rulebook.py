@@ -128,17 +128,17 @@ class RuleBook:
                 self._read_to_end()
                 with self._lock:
                     self.known_through_ms = asked_at
-                    self._lock.notify_all()
                     self._wake_waiters()
         except BaseException as exc:  # waiting agents get it, rather than waiting forever
             with self._lock:
                 self._failure = exc
-                self._lock.notify_all()
                 self._wake_waiters()
 
     def _wake_waiters(self) -> None:
-        """Under the lock: resolve the event-loop futures now due (straight from this thread: a hop
-        through an executor thread cost the agent milliseconds per batch while it held the GIL)."""
+        """Under the lock: wake the threads waiting, and resolve the event-loop futures now due
+        (straight from this thread: a hop through an executor thread cost the agent milliseconds
+        per batch while it held the GIL)."""
+        self._lock.notify_all()
         waiting, self._waiters = self._waiters, []
         for through_ms, loop, known in waiting:
             if through_ms > self.known_through_ms and self._failure is None:
