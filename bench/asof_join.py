@@ -197,7 +197,7 @@ def generate_spine(facts: dict, entities: int, rows: int, seed: int):
 
 def run_labelstore(root: Path, spine):
     from labelstore.warehouse import Warehouse
-    from offline.asof import as_of
+    from labelstore.offline.asof import as_of
 
     return as_of(Warehouse(root), LABEL, spine=spine, known_at="ts").column(LABEL)
 

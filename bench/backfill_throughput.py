@@ -24,8 +24,8 @@ from rich.table import Table
 from labelstore.declarations import load_declarations
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.files import read_rule_file
-from offline.backfill import evaluate
-from offline.history import EVENT_COLUMNS
+from labelstore.offline.backfill import evaluate
+from labelstore.offline.history import EVENT_COLUMNS
 
 RULE = Path(__file__).parents[1] / "examples" / "rules" / "fraud.v2.sql"
 STATES_PER_ORDER = 5

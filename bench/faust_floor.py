@@ -15,10 +15,10 @@ from pathlib import Path
 
 import faust
 
-from processors.batches import MessageBatches
-from processors.outputs import RAW
-from processors.transport import App
-from processors.worker import bound_fetch_wait
+from labelstore.processors.batches import MessageBatches
+from labelstore.processors.outputs import RAW
+from labelstore.processors.transport import App
+from labelstore.processors.worker import bound_fetch_wait
 from labelstore.settings import ProcessorSettings
 
 settings = ProcessorSettings()

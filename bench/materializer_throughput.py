@@ -26,10 +26,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parent))
 from processor_throughput import fresh_settings, order_records, publish_raw  # noqa: E402
 
-from events.admin import end_offsets  # noqa: E402
+from labelstore.events.admin import end_offsets  # noqa: E402
 from labelstore.localkafka import LocalKafkaCluster  # noqa: E402
 from labelstore.settings import LocalKafkaSettings, Settings, WarehouseSettings  # noqa: E402
-from materializers.materializer import Materializer  # noqa: E402
+from labelstore.materializers.materializer import Materializer  # noqa: E402
 
 
 def bare_copy(settings: Settings, out: Path, events: int) -> None:

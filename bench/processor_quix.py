@@ -35,7 +35,7 @@ from confluent_kafka import Producer
 from quixstreams import Application
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from events.publisher import producer_config
+from labelstore.events.publisher import producer_config
 from labelstore.declarations import load_declarations
 from labelstore.fold import EntityFold, to_epoch_ms
 from labelstore.intake import Rejection, admit
@@ -43,8 +43,8 @@ from labelstore.labels import Cause, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import load_rules
 from labelstore.settings import KafkaSettings, Settings
-from processors.core import RULE_INPUTS_REMEMBERED
-from schemas.codec import AvroCodec
+from labelstore.processors.core import RULE_INPUTS_REMEMBERED
+from labelstore.schemas.codec import AvroCodec
 
 ENTITY_TYPE = "order"
 

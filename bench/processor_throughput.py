@@ -40,18 +40,18 @@ from confluent_kafka import Consumer, Producer
 from rich.console import Console
 from rich.table import Table
 
-from events.admin import TopicSpec, ensure_topics, topic_specs
-from events.publisher import producer_config
-from events.reader import count_records, read_raw
+from labelstore.events.admin import TopicSpec, ensure_topics, topic_specs
+from labelstore.events.publisher import producer_config
+from labelstore.events.reader import count_records, read_raw
 from labelstore.declarations import load_declarations
 from labelstore.labels import LabelVersion
 from labelstore.localkafka import LocalKafkaCluster
 from labelstore.localkafka.cluster import free_port
 from labelstore.rules.model import load_rules
 from labelstore.settings import KafkaSettings, LocalKafkaSettings, ProcessorSettings, Settings, TopicSettings
-from processors.core import EntityProcessor, RawMessage, encode_record
-from processors.launcher import start_worker_process
-from schemas.codec import AvroCodec
+from labelstore.processors.core import EntityProcessor, RawMessage, encode_record
+from labelstore.processors.launcher import start_worker_process
+from labelstore.schemas.codec import AvroCodec
 
 import worker_profile  # beside this script
 

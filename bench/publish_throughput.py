@@ -26,11 +26,11 @@ from confluent_kafka import Producer
 from rich.console import Console
 from rich.table import Table
 
-from events.admin import ensure_topics
-from events.demo import generate
-from events.models import Event
-from events.publisher import Publisher, producer_config
-from events.wire import EventSerializer
+from labelstore.events.admin import ensure_topics
+from labelstore.events.demo import generate
+from labelstore.events.models import Event
+from labelstore.events.publisher import Publisher, producer_config
+from labelstore.events.wire import EventSerializer
 from labelstore.localkafka import LocalKafkaCluster
 from labelstore.settings import KafkaSettings, LocalKafkaSettings, Settings, TopicSettings
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from events.exceptions import TopicMismatchError
+from labelstore.events.exceptions import TopicMismatchError
 from labelstore.connection import bootstrap_servers
 from labelstore.settings import Settings
 

@@ -19,7 +19,7 @@ from random import Random
 from typing import Any
 from uuid import UUID
 
-from events.models import EVENT_MODELS, Event
+from labelstore.events.models import EVENT_MODELS, Event
 
 SEED_ADDRESS_CHANGE = "order-seed-address-change"
 SEED_FALSE_NEGATIVE = "order-seed-false-negative"

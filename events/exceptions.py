@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from labelstore.errors import LabelstoreError
 
 if TYPE_CHECKING:
-    from events.delivery import DeliveryFailure, DeliveryReport
+    from labelstore.events.delivery import DeliveryFailure, DeliveryReport
 
 
 class InvalidEventError(LabelstoreError, ValueError):

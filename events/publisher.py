@@ -18,10 +18,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from events.delivery import DeliveryFailure, DeliveryReport
-from events.exceptions import PublishError
-from events.models import Event
-from events.wire import EventSerializer, parse_event
+from labelstore.events.delivery import DeliveryFailure, DeliveryReport
+from labelstore.events.exceptions import PublishError
+from labelstore.events.models import Event
+from labelstore.events.wire import EventSerializer, parse_event
 from labelstore.connection import bootstrap_servers
 from labelstore.settings import Settings
 

@@ -12,8 +12,8 @@ from time import monotonic, sleep
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from events.models import Event
-from events.wire import EventSerializer
+from labelstore.events.models import Event
+from labelstore.events.wire import EventSerializer
 from labelstore.connection import bootstrap_servers
 from labelstore.errors import LabelstoreError
 from labelstore.settings import Settings

@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from events.exceptions import InvalidEventError
-from events.models import EVENT_MODELS, Event
-from schemas.codec import AvroCodec
+from labelstore.events.exceptions import InvalidEventError
+from labelstore.events.models import EVENT_MODELS, Event
+from labelstore.schemas.codec import AvroCodec
 
 
 def parse_event(data: Mapping[str, Any] | Event) -> Event:

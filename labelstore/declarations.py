@@ -95,7 +95,7 @@ class EntityDeclaration(_Frozen):
 
 def load_declarations(directory: Path = ENTITIES_DIR, schema_set: Any = None) -> dict[str, EntityDeclaration]:
     """Every ``*.yaml`` declaration in ``directory``, checked against the event schemas."""
-    from schemas.catalog import load_schema_set
+    from labelstore.schemas.catalog import load_schema_set
 
     schema_set = schema_set or load_schema_set()
     declarations = {}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from events.exceptions import InvalidEventError
-from events.wire import parse_event
-from schemas.codec import AvroCodec, DecodedEvent
-from schemas.exceptions import DecodeError
+from labelstore.events.exceptions import InvalidEventError
+from labelstore.events.wire import parse_event
+from labelstore.schemas.codec import AvroCodec, DecodedEvent
+from labelstore.schemas.exceptions import DecodeError
 
 
 @dataclass(frozen=True)

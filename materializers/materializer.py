@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from events.admin import end_offsets
+from labelstore.events.admin import end_offsets
 from labelstore.connection import bootstrap_servers
 from labelstore.errors import LabelstoreError
 from labelstore.settings import Settings
 from labelstore.warehouse import DATASETS, Warehouse
-from materializers.commits import CommitLog
-from materializers.rows import Batch, RowMaker
+from labelstore.materializers.commits import CommitLog
+from labelstore.materializers.rows import Batch, RowMaker
 
 log = logging.getLogger("labelstore.materializer")
 

@@ -16,7 +16,7 @@ from labelstore.fold import to_epoch_ms
 from labelstore.intake import Rejection, admit
 from labelstore.labels import LabelVersion
 from labelstore.warehouse import DATASETS, value_text
-from schemas.codec import AvroCodec
+from labelstore.schemas.codec import AvroCodec
 
 Folder = tuple[str, tuple[tuple[str, str], ...]]  # (dataset, ((partition column, value), ...))
 

@@ -30,7 +30,7 @@ from labelstore.declarations import load_declarations
 from labelstore.errors import LabelstoreError
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.warehouse import Warehouse
-from offline.history import label_history, state_history
+from labelstore.offline.history import label_history, state_history
 
 Output = Literal["arrow", "pandas", "polars"]
 Maturity = Literal["all", "mature", "flag"]
@@ -284,7 +284,7 @@ def _use_backfills(connection, warehouse: Warehouse, rules: Sequence[LabelRule])
     """On the known axis, these rule versions' labels come from their backfilled histories."""
     if not rules:
         return
-    from offline.backfill import backfilled
+    from labelstore.offline.backfill import backfilled
 
     sources = []
     for rule in rules:

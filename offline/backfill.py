@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from labelstore.declarations import EntityDeclaration, load_declarations
 from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
-from offline.history import label_history, state_history
+from labelstore.offline.history import label_history, state_history
 
 Progress = Callable[[str, float], None]  # (step, fraction done)
 

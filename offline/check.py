@@ -20,7 +20,7 @@ import pyarrow as pa
 from labelstore.declarations import load_declarations
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.warehouse import Warehouse
-from offline.history import label_history, state_history
+from labelstore.offline.history import label_history, state_history
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from labelstore.declarations import load_declarations
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
-from offline.asof import QueryError
-from offline.backfill import evaluate, load_states
+from labelstore.offline.asof import QueryError
+from labelstore.offline.backfill import evaluate, load_states
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import Any
 from labelstore.declarations import load_declarations
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.warehouse import Warehouse
-from offline.asof import QueryError
-from offline.history import label_history, state_history
+from labelstore.offline.asof import QueryError
+from labelstore.offline.history import label_history, state_history
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
 from labelstore.rules.sandbox import arrow_schema
 from labelstore.warehouse import LABEL_VERSIONS_SCHEMA, UTC_MS
-from schemas.codec import AvroCodec
+from labelstore.schemas.codec import AvroCodec
 
 Order = Literal["log", "valid"]
 # Ties: the log decides (an entity's events share a partition, so its offsets are in log order).

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from labelstore.errors import LabelstoreError
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.warehouse import Warehouse
-from offline.asof import Maturity, QueryError, as_of, instant
+from labelstore.offline.asof import Maturity, QueryError, as_of, instant
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

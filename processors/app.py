@@ -22,13 +22,13 @@ from labelstore.connection import bootstrap_servers
 from labelstore.declarations import EntityDeclaration, load_declarations
 from labelstore.rules.model import LabelRule, load_rules
 from labelstore.settings import ProcessorSettings, Settings
-from processors.batches import MessageBatches
-from processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
-from processors.outputs import RAW, DirectOutputs, FaustOutputs
-from processors.rulebook import RuleBook
-from processors.tables import EntityStateTable
-from processors.transport import App as TransportApp, Intake
-from processors.web import register_label_pages
+from labelstore.processors.batches import MessageBatches
+from labelstore.processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
+from labelstore.processors.outputs import RAW, DirectOutputs, FaustOutputs
+from labelstore.processors.rulebook import RuleBook
+from labelstore.processors.tables import EntityStateTable
+from labelstore.processors.transport import App as TransportApp, Intake
+from labelstore.processors.web import register_label_pages
 
 log = logging.getLogger("labelstore.processor")
 RAW_TABLE = {"key_type": bytes, "value_type": bytes}  # a bytes-typed table stores keys and values as they are

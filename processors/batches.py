@@ -20,7 +20,7 @@ from typing import Any
 
 from faust.types import Message
 
-from processors.transport import Intake
+from labelstore.processors.transport import Intake
 
 IDLE_AFTER_S = 0.1
 BEHIND_S = 0.1  # compares log-append times with this worker's clock: assumes they roughly agree

@@ -28,8 +28,8 @@ from labelstore.intake import Rejection, admit
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
-from processors.rulebook import RuleBook
-from schemas.codec import AvroCodec, DecodedEvent
+from labelstore.processors.rulebook import RuleBook
+from labelstore.schemas.codec import AvroCodec, DecodedEvent
 
 # Distinct rule inputs whose label values an evaluator remembers (see ``RuleEvaluator``).
 RULE_INPUTS_REMEMBERED = 65_536

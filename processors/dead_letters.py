@@ -3,7 +3,7 @@ plus headers saying why and where it came from, so it can be inspected and repla
 
 from __future__ import annotations
 
-from processors.core import DeadLetter
+from labelstore.processors.core import DeadLetter
 
 ERROR_TYPE = "labelstore.error.type"
 ERROR_REASON = "labelstore.error.reason"

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
-from events.reader import read_raw
+from labelstore.events.reader import read_raw
 from labelstore.connection import bootstrap_servers
 from labelstore.labels import LabelVersion
 from labelstore.settings import Settings

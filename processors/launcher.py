@@ -15,4 +15,4 @@ def start_worker_process(settings: Settings, log_path: Path, *, log_level: str =
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings.to_environment(), "LABELSTORE_WORKER_LOG_LEVEL": log_level}
     with log_path.open("ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "processors.worker"], env=env, stdout=log, stderr=log)
+        return subprocess.Popen([sys.executable, "-m", "labelstore.processors.worker"], env=env, stdout=log, stderr=log)

@@ -23,10 +23,10 @@ import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
 
-from events.publisher import producer_config
+from labelstore.events.publisher import producer_config
 from labelstore.settings import Settings
-from processors.core import BatchResult, encode_record
-from processors.dead_letters import dead_letter_headers
+from labelstore.processors.core import BatchResult, encode_record
+from labelstore.processors.dead_letters import dead_letter_headers
 
 FLUSH_TIMEOUT_S = 30.0
 # Faust topics of raw bytes: no Faust serialization on the hot path.

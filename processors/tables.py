@@ -25,7 +25,7 @@ class EntityStateTable(faust.Table):
     def _new_store_by_url(self, url: str | URL) -> StoreT:
         if URL(str(url)).scheme != "rocksdb":
             return super()._new_store_by_url(url)
-        from processors.stores import KeyPartitionedRocksDBStore
+        from labelstore.processors.stores import KeyPartitionedRocksDBStore
 
         return KeyPartitionedRocksDBStore(url, self.app, self, table_name=self.name, key_type=self.key_type,
                                           key_serializer=self.key_serializer, value_type=self.value_type,

@@ -16,7 +16,7 @@ import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
-from processors.core import decode_record
+from labelstore.processors.core import decode_record
 
 
 def register_label_pages(app: faust.App, tables: Mapping[str, Any]) -> None:

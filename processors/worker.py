@@ -8,7 +8,7 @@ import os
 import faust
 
 from labelstore.settings import Settings
-from processors.app import create_app
+from labelstore.processors.app import create_app
 
 QUIET_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "asyncio", "aiohttp", "rocksdict")
 
@@ -27,7 +27,7 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
 def _ensure_output_topics(settings: Settings) -> None:
     """The outputs are produced by the worker's own producer (``processors.outputs``), which does
     not declare topics as Faust's did: create the missing ones, check the others."""
-    from events.admin import ensure_topics, topic_specs
+    from labelstore.events.admin import ensure_topics, topic_specs
 
     topics = settings.topics
     names = {topics.label_versions_topic, topics.label_latest_topic, topics.dead_letter_topic}

@@ -22,7 +22,7 @@ from typing import Any
 
 from fastavro.schema import SchemaParseException, fingerprint, load_schema, to_parsing_canonical_form
 
-from schemas.exceptions import SchemaError
+from labelstore.schemas.exceptions import SchemaError
 
 AVRO_DIR = Path(__file__).parent / "avro"
 HISTORY_DIR = Path(__file__).parent / "history"

@@ -16,8 +16,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.validation import ValidationError, validate
 
-from schemas.catalog import EventSchema, SchemaSet, load_schema_set
-from schemas.exceptions import (
+from labelstore.schemas.catalog import EventSchema, SchemaSet, load_schema_set
+from labelstore.schemas.exceptions import (
     CorruptMessageError,
     EncodeError,
     UnknownEventTypeError,

@@ -15,8 +15,8 @@ from typing import Any
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from schemas.catalog import SchemaSet
-from schemas.exceptions import IncompatibleSchemaError
+from labelstore.schemas.catalog import SchemaSet
+from labelstore.schemas.exceptions import IncompatibleSchemaError
 
 
 def compatibility_problems(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[str]:

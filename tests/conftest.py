@@ -31,7 +31,7 @@ def settings_for(bootstrap_servers: str, **kafka: object) -> Settings:
 
 @pytest.fixture
 def settings(kafka_cluster) -> Settings:
-    from events.admin import ensure_topics
+    from labelstore.events.admin import ensure_topics
 
     test_settings = settings_for(kafka_cluster.bootstrap_servers)
     ensure_topics(test_settings)

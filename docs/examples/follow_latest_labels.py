@@ -7,7 +7,7 @@ then follows it. Records are JSON label versions; the key is "<entity_type>/<lab
 """
 
 from labelstore.settings import Settings
-from processors.latest_view import LatestLabelsView
+from labelstore.processors.latest_view import LatestLabelsView
 
 
 def main() -> None:

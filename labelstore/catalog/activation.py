@@ -34,7 +34,7 @@ def publish_activation(settings: Settings, record: ActivationRecord, *, timeout:
     """Append the record to the rules topic; returns (partition, offset, log-append time ms)."""
     from confluent_kafka import Producer
 
-    from events.publisher import producer_config
+    from labelstore.events.publisher import producer_config
     from labelstore.errors import LabelstoreError
 
     producer = Producer(producer_config(settings))

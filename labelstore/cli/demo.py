@@ -30,10 +30,10 @@ SeedOption = typer.Option(7, "--seed", help="Same seed, same events (ids include
 @demo_app.command("run")
 def run(orders: int = OrdersOption, content: int = ContentOption, seed: int = SeedOption) -> None:
     """Broker, topics and a processor worker; demo events; then labels changing as events arrive."""
-    from events.admin import ensure_topics
-    from events.reader import count_records
+    from labelstore.events.admin import ensure_topics
+    from labelstore.events.reader import count_records
     from labelstore.cli.kafka import ensure_broker
-    from processors.launcher import start_worker_process
+    from labelstore.processors.launcher import start_worker_process
 
     with reported_errors():
         settings = Settings()
@@ -60,7 +60,7 @@ def run(orders: int = OrdersOption, content: int = ContentOption, seed: int = Se
 @demo_app.command("publish")
 def publish(orders: int = OrdersOption, content: int = ContentOption, seed: int = SeedOption) -> None:
     """Publish deterministic demo lifecycles to the configured cluster."""
-    from events.admin import ensure_topics
+    from labelstore.events.admin import ensure_topics
 
     with reported_errors():
         settings = Settings()
@@ -69,8 +69,8 @@ def publish(orders: int = OrdersOption, content: int = ContentOption, seed: int 
 
 
 def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
-    from events.demo import generate
-    from events.publisher import Publisher
+    from labelstore.events.demo import generate
+    from labelstore.events.publisher import Publisher
 
     events = generate(orders, content, seed=seed)
     published = 0
@@ -87,9 +87,9 @@ def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
 
 def _live_stories(settings: Settings, worker) -> list[str]:
     """Replay the two seed orders event by event and show their labels from the processor."""
-    from events.demo import seed_stories
-    from events.publisher import Publisher
-    from processors.client import LatestLabelsClient
+    from labelstore.events.demo import seed_stories
+    from labelstore.events.publisher import Publisher
+    from labelstore.processors.client import LatestLabelsClient
 
     client = LatestLabelsClient(f"http://{settings.processor.web_host}:{settings.processor.web_port}")
     suffix = f"-live-{datetime.now(UTC):%H%M%S}"
@@ -110,9 +110,9 @@ def _live_stories(settings: Settings, worker) -> list[str]:
 def _offline(settings: Settings, stories: list[str]) -> None:
     """Archive everything, then ask the warehouse what the fraud label was, on both time axes."""
     from labelstore.warehouse import Warehouse
-    from materializers.materializer import Materializer
-    from offline.asof import as_of
-    from offline.explain import explain
+    from labelstore.materializers.materializer import Materializer
+    from labelstore.offline.asof import as_of
+    from labelstore.offline.explain import explain
 
     stats = Materializer(settings).run(until_caught_up=True)
     warehouse = Warehouse(settings.warehouse.path)
@@ -131,7 +131,7 @@ def _offline(settings: Settings, stories: list[str]) -> None:
 
 
 def _wait_until_folded(client, entity_id: str, offset: int, worker, timeout: float = 120.0) -> dict:
-    from processors.client import ProcessorNotReadyError
+    from labelstore.processors.client import ProcessorNotReadyError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,7 +148,7 @@ def _wait_until_folded(client, entity_id: str, offset: int, worker, timeout: flo
 
 
 def _summary(settings: Settings) -> None:
-    from events.reader import count_records, read_raw
+    from labelstore.events.reader import count_records, read_raw
     from labelstore.labels import LabelVersion
 
     counts: Counter[tuple[str, object]] = Counter()

@@ -19,7 +19,7 @@ def materialize(
     log_level: str = typer.Option("info", help="Log level."),
 ) -> None:
     """Archive every event and label version into Hive-partitioned Parquet, resuming where it stopped."""
-    from materializers.materializer import Materializer
+    from labelstore.materializers.materializer import Materializer
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stopping = []

@@ -41,7 +41,7 @@ def asof(
     import pyarrow.csv as pv
     import pyarrow.parquet as pq
 
-    from offline.asof import QueryError, as_of
+    from labelstore.offline.asof import QueryError, as_of
 
     with reported_errors():
         names = [name.strip() for name in labels.split(",") if name.strip()]
@@ -70,7 +70,7 @@ def snapshot(
     replace: bool = typer.Option(False, "--replace", help="Replace an existing snapshot with other content."),
 ) -> None:
     """Write labels.parquet and manifest.json for a training set; the same snapshot later gives the same hash."""
-    from offline.snapshot import snapshot as take
+    from labelstore.offline.snapshot import snapshot as take
 
     with reported_errors():
         warehouse = _warehouse()
@@ -82,7 +82,7 @@ def snapshot(
 
 def check() -> None:
     """Recompute the label history from the events archive and compare it with what the processor emitted."""
-    from offline.check import check as run_check
+    from labelstore.offline.check import check as run_check
 
     with reported_errors():
         report = run_check(_warehouse())
@@ -105,8 +105,8 @@ def explain(
     png: Path = typer.Option(None, "--png", help="Where to write the timeline plot (default: <type>-<id>.png)."),
 ) -> None:
     """The timeline of an entity's events and label versions, on both time axes, printed and as a PNG."""
-    from offline.explain import explain as run_explain
-    from offline.explain import plot
+    from labelstore.offline.explain import explain as run_explain
+    from labelstore.offline.explain import plot
 
     with reported_errors():
         explanation = run_explain(_warehouse(), entity_type, entity_id)
@@ -130,7 +130,7 @@ def explain(
 
 
 def _versions(pairs: list[str]) -> dict[str, int]:
-    from offline.asof import QueryError
+    from labelstore.offline.asof import QueryError
 
     versions = {}
     for pair in pairs:

@@ -21,7 +21,7 @@ def process(
             {**settings.processor.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
         )
         settings = settings.model_copy(update={"processor": processor})
-        from processors.worker import run_worker
+        from labelstore.processors.worker import run_worker
 
         run_worker(settings, log_level)
 

@@ -87,7 +87,7 @@ def show(name: str, version: int = typer.Option(None, "--version", "-v", help="D
 def backfill(name: str, version: int = typer.Option(..., "--version", "-v")) -> None:
     """Evaluate a rule version over the whole state history and store its label history."""
     from labelstore.warehouse import Warehouse
-    from offline.backfill import backfill as run
+    from labelstore.offline.backfill import backfill as run
 
     with reported_errors():
         rule = _catalog().get(name, version).rule
@@ -111,8 +111,8 @@ def diff(
 ) -> None:
     """Compare two versions of a rule over the history: final labels, differing entities, first divergence."""
     from labelstore.warehouse import Warehouse
-    from offline.diff import diff as run
-    from offline.diff import plot
+    from labelstore.offline.diff import diff as run
+    from labelstore.offline.diff import plot
 
     with reported_errors():
         catalog = _catalog()

@@ -15,7 +15,7 @@ console = Console()
 @schemas_app.command("list")
 def list_schemas() -> None:
     """Show the current event schemas and their fingerprints."""
-    from schemas.catalog import load_schema_set
+    from labelstore.schemas.catalog import load_schema_set
 
     with reported_errors():
         schema_set = load_schema_set()
@@ -29,8 +29,8 @@ def list_schemas() -> None:
 @schemas_app.command("check")
 def check() -> None:
     """Fail if a current schema cannot read released events or be read by released readers."""
-    from schemas.catalog import load_schema_set
-    from schemas.compat import check_schema_set
+    from labelstore.schemas.catalog import load_schema_set
+    from labelstore.schemas.compat import check_schema_set
 
     with reported_errors():
         schema_set = load_schema_set()
@@ -41,9 +41,9 @@ def check() -> None:
 @schemas_app.command("freeze")
 def freeze() -> None:
     """Record the current schemas as released (after `check` passes)."""
-    from schemas.catalog import freeze as freeze_schemas
-    from schemas.catalog import load_schema_set
-    from schemas.compat import check_schema_set
+    from labelstore.schemas.catalog import freeze as freeze_schemas
+    from labelstore.schemas.catalog import load_schema_set
+    from labelstore.schemas.compat import check_schema_set
 
     with reported_errors():
         schema_set = load_schema_set()

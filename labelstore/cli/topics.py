@@ -16,7 +16,7 @@ console = Console()
 @topics_app.command("create")
 def create() -> None:
     """Create missing topics with labelstore's configuration; check the existing ones."""
-    from events.admin import ensure_topics, topic_specs
+    from labelstore.events.admin import ensure_topics, topic_specs
 
     with reported_errors():
         settings = Settings()

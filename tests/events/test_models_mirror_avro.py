@@ -14,9 +14,9 @@ from fastavro import parse_schema
 from fastavro.validation import validate
 from pydantic import ValidationError
 
-from events.demo import generate
-from events.models import EVENT_MODELS
-from schemas.catalog import load_schema_set
+from labelstore.events.demo import generate
+from labelstore.events.models import EVENT_MODELS
+from labelstore.schemas.catalog import load_schema_set
 
 SCHEMAS = load_schema_set().current
 EXAMPLES = {}
@@ -165,7 +165,7 @@ def test_models_are_stricter_only_where_avro_cannot_say_it(description, edit):
 
 
 def test_round_trip_through_avro_equals_the_model():
-    from events.wire import EventSerializer
+    from labelstore.events.wire import EventSerializer
 
     serializer = EventSerializer()
     for record in EXAMPLES.values():

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from events.demo import generate
-from events.exceptions import InvalidEventError
-from events.models import OrderClassified, OrderTagged
-from events.publisher import Publisher
-from events.reader import read_events, read_raw
+from labelstore.events.demo import generate
+from labelstore.events.exceptions import InvalidEventError
+from labelstore.events.models import OrderClassified, OrderTagged
+from labelstore.events.publisher import Publisher
+from labelstore.events.reader import read_events, read_raw
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

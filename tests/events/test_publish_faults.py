@@ -7,11 +7,11 @@ import threading
 
 import pytest
 
-from events.admin import ensure_topics
-from events.demo import generate
-from events.exceptions import PublishError
-from events.publisher import Publisher
-from events.reader import read_raw
+from labelstore.events.admin import ensure_topics
+from labelstore.events.demo import generate
+from labelstore.events.exceptions import PublishError
+from labelstore.events.publisher import Publisher
+from labelstore.events.reader import read_raw
 from labelstore.settings import LocalKafkaSettings
 from tests.conftest import settings_for
 
@@ -52,7 +52,7 @@ def test_broker_killed_mid_publish_fails_loudly_and_loses_nothing(own_broker):
 
     # Acknowledged means durable: after a restart, every acknowledged event is in the log.
     own_broker.start_node(0)
-    from events.wire import EventSerializer
+    from labelstore.events.wire import EventSerializer
 
     serializer = EventSerializer()
     logged = {serializer.decode(value).event_id

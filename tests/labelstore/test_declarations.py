@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labelstore.declarations import DeclarationError, check_against_schemas, load_declarations, parse_declaration
-from schemas.catalog import load_schema_set
+from labelstore.schemas.catalog import load_schema_set
 
 SCHEMAS = load_schema_set()
 

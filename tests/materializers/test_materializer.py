@@ -13,14 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
-from events.demo import generate
-from events.publisher import producer_config
-from events.reader import read_raw
-from events.wire import EventSerializer
+from labelstore.events.demo import generate
+from labelstore.events.publisher import producer_config
+from labelstore.events.reader import read_raw
+from labelstore.events.wire import EventSerializer
 from labelstore.labels import Cause, LabelVersion
 from labelstore.settings import WarehouseSettings
 from labelstore.warehouse import Warehouse
-from materializers.materializer import Materializer
+from labelstore.materializers.materializer import Materializer
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -6,10 +6,10 @@ import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from events.admin import end_offsets
+from labelstore.events.admin import end_offsets
 from labelstore.settings import Settings, WarehouseSettings
 from labelstore.warehouse import Warehouse
-from materializers.materializer import Materializer
+from labelstore.materializers.materializer import Materializer
 
 
 def processed_everything(settings: Settings) -> bool:

@@ -16,14 +16,14 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from events.admin import ensure_topics
-from events.demo import generate
-from events.models import OrderUpdated
-from events.publisher import Publisher
+from labelstore.events.admin import ensure_topics
+from labelstore.events.demo import generate
+from labelstore.events.models import OrderUpdated
+from labelstore.events.publisher import Publisher
 from labelstore.declarations import load_declarations
 from labelstore.rules.model import load_rules
-from offline.asof import QueryError, as_of
-from offline.history import label_history, state_history
+from labelstore.offline.asof import QueryError, as_of
+from labelstore.offline.history import label_history, state_history
 from tests.conftest import settings_for
 from tests.offline.conftest import materialize
 from tests.processors.test_core import ADDRESS, classified, created, tagged
@@ -205,7 +205,7 @@ def test_check_finds_no_divergence_and_names_the_first_one(world, monkeypatch):
     from typer.testing import CliRunner
 
     from labelstore.cli import app
-    from offline.check import check
+    from labelstore.offline.check import check
 
     warehouse, _ = world
     report = check(warehouse)
@@ -224,7 +224,7 @@ def test_check_finds_no_divergence_and_names_the_first_one(world, monkeypatch):
 
 
 def test_explain_shows_which_event_changed_which_label(world, tmp_path):
-    from offline.explain import explain, plot
+    from labelstore.offline.explain import explain, plot
 
     warehouse, _ = world
     explanation = explain(warehouse, "order", LATE)
@@ -239,8 +239,8 @@ def test_explain_shows_which_event_changed_which_label(world, tmp_path):
 
 
 def test_a_snapshot_is_reproducible_after_new_events(world, kafka_cluster, tmp_path):
-    from materializers.materializer import Materializer
-    from offline.snapshot import SnapshotExistsError, snapshot
+    from labelstore.materializers.materializer import Materializer
+    from labelstore.offline.snapshot import SnapshotExistsError, snapshot
 
     warehouse, known = world
     first = snapshot(warehouse, "train-v1", ["fraud"], known_at=known["late2"])

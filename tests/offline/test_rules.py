@@ -14,17 +14,17 @@ from uuid import uuid4
 import pyarrow.parquet as pq
 import pytest
 
-from events.admin import ensure_topics
-from events.demo import generate
-from events.publisher import Publisher
+from labelstore.events.admin import ensure_topics
+from labelstore.events.demo import generate
+from labelstore.events.publisher import Publisher
 from labelstore.catalog.activation import ActivationRecord, publish_activation
 from labelstore.catalog.store import RuleCatalog
 from labelstore.declarations import load_declarations
 from labelstore.rules.files import read_rule_file
-from offline.asof import as_of
-from offline.backfill import backfill, load_states
-from offline.diff import diff
-from offline.history import label_history
+from labelstore.offline.asof import as_of
+from labelstore.offline.backfill import backfill, load_states
+from labelstore.offline.diff import diff
+from labelstore.offline.history import label_history
 from tests.conftest import settings_for
 from tests.offline.conftest import materialize, processed_everything
 from tests.processors.test_core import classified, created, tagged
@@ -136,7 +136,7 @@ def test_diff_of_v1_and_v2_over_the_demo_data(world, tmp_path):
     assert report.differing_entities >= len(flipped)
     assert report.entities == len(final)
     assert len(report.samples) == 3 and all(s.history_a != s.history_b for s in report.samples)
-    from offline.diff import plot
+    from labelstore.offline.diff import plot
 
     assert plot(report, tmp_path / "diff.png").stat().st_size > 1000
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from labelstore.settings import ProcessorSettings
-from processors.app import _agent
+from labelstore.processors.app import _agent
 
 
 class FailingIntake:

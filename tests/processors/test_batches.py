@@ -6,8 +6,8 @@ import asyncio
 import time
 from types import SimpleNamespace
 
-from processors.batches import MessageBatches
-from processors.transport import Intake
+from labelstore.processors.batches import MessageBatches
+from labelstore.processors.transport import Intake
 
 
 def message(offset: int, generation: int = 1, logged_s_ago: float = 5.0) -> SimpleNamespace:

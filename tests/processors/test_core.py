@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from events.models import OrderClassified, OrderCreated, OrderTagged, OrderUntagged, OrderUpdated
-from events.wire import EventSerializer
+from labelstore.events.models import OrderClassified, OrderCreated, OrderTagged, OrderUntagged, OrderUpdated
+from labelstore.events.wire import EventSerializer
 from labelstore.declarations import load_declarations
 from labelstore.rules.model import load_rules
-from processors.core import EntityProcessor, RawMessage
+from labelstore.processors.core import EntityProcessor, RawMessage
 
 T1 = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
 SERIALIZER = EventSerializer()

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from confluent_kafka import KafkaException
 
-from events.reader import read_raw
-from processors.core import BatchResult, DeadLetter, RawMessage
-from processors.dead_letters import ERROR_TYPE
-from processors.outputs import DirectOutputs, OutputError
+from labelstore.events.reader import read_raw
+from labelstore.processors.core import BatchResult, DeadLetter, RawMessage
+from labelstore.processors.dead_letters import ERROR_TYPE
+from labelstore.processors.outputs import DirectOutputs, OutputError
 
 
 def dead_letter(settings, partition: int) -> DeadLetter:

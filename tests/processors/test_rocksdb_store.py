@@ -9,10 +9,10 @@ from uuid import uuid4
 from aiokafka.partitioner import murmur2
 from rocksdict import AccessType, Options, Rdict
 
-from events.admin import ensure_topics
-from events.publisher import Publisher
-from processors.client import LatestLabelsClient, ProcessorNotReadyError
-from processors.core import decode_record
+from labelstore.events.admin import ensure_topics
+from labelstore.events.publisher import Publisher
+from labelstore.processors.client import LatestLabelsClient, ProcessorNotReadyError
+from labelstore.processors.core import decode_record
 from tests.conftest import settings_for
 from tests.processors.test_core import classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor

@@ -6,7 +6,7 @@ import asyncio
 
 from labelstore.catalog.activation import ActivationRecord, publish_activation
 from labelstore.rules.model import load_rules
-from processors.rulebook import RuleBook
+from labelstore.processors.rulebook import RuleBook
 
 
 def versions(book: RuleBook, at_ms: int) -> dict[str, int]:

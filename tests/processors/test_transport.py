@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from processors.transport import _Resumed
+from labelstore.processors.transport import _Resumed
 
 
 async def hand_over(gate: asyncio.Future, steps: list) -> str:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from confluent_kafka.admin import AdminClient
 
-from events.admin import ensure_topics
-from events.publisher import Publisher
-from processors.client import LatestLabelsClient
+from labelstore.events.admin import ensure_topics
+from labelstore.events.publisher import Publisher
+from labelstore.processors.client import LatestLabelsClient
 from tests.conftest import settings_for
 from tests.processors.test_core import classified, created
 from tests.processors.worker_process import WorkerProcess, free_port, label_versions, wait_for, with_processor

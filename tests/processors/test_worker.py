@@ -8,13 +8,13 @@ from uuid import uuid4
 import pytest
 from confluent_kafka import Producer
 
-from events.admin import ensure_topics
-from events.models import ManualReviewDecided, OrderUpdated
-from events.publisher import Publisher, producer_config
-from events.reader import read_raw
-from processors.client import LatestLabelsClient
-from processors.dead_letters import ERROR_TYPE, SOURCE_OFFSET
-from processors.latest_view import LatestLabelsView
+from labelstore.events.admin import ensure_topics
+from labelstore.events.models import ManualReviewDecided, OrderUpdated
+from labelstore.events.publisher import Publisher, producer_config
+from labelstore.events.reader import read_raw
+from labelstore.processors.client import LatestLabelsClient
+from labelstore.processors.dead_letters import ERROR_TYPE, SOURCE_OFFSET
+from labelstore.processors.latest_view import LatestLabelsView
 from tests.conftest import settings_for
 from tests.processors.test_core import ADDRESS, classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
@@ -125,7 +125,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_are_labell
     orders = [unique("order") for _ in range(5)]
     raw = Producer(producer_config(settings))
     bad = [(b"x1", b"not avro at all"), (b"x2", b"\xc3\x01" + bytes(8)), (None, b"\xc3\x01"), (b"x4", b"")]
-    from events.wire import EventSerializer
+    from labelstore.events.wire import EventSerializer
 
     serializer = EventSerializer()
     good_event = classified(orders[0], T1, "FRAUD")

@@ -12,16 +12,16 @@ from uuid import UUID
 
 import pytest
 
-from events.admin import ensure_topics
-from events.demo import generate
-from events.publisher import Publisher
-from events.reader import count_records, read_raw
+from labelstore.events.admin import ensure_topics
+from labelstore.events.demo import generate
+from labelstore.events.publisher import Publisher
+from labelstore.events.reader import count_records, read_raw
 from labelstore.declarations import load_declarations
 from labelstore.labels import LabelVersion
 from labelstore.localkafka import LocalKafkaCluster
 from labelstore.rules.model import load_rules
 from labelstore.settings import LocalKafkaSettings, Settings
-from processors.core import EntityProcessor, RawMessage
+from labelstore.processors.core import EntityProcessor, RawMessage
 from tests.conftest import settings_for
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
 

@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from events.reader import read_raw
+from labelstore.events.reader import read_raw
 from labelstore.labels import LabelVersion
 from labelstore.localkafka.cluster import free_port
 from labelstore.settings import ProcessorSettings, Settings
-from processors.launcher import start_worker_process
+from labelstore.processors.launcher import start_worker_process
 
 
 def with_processor(settings: Settings, data_dir: Path, **processor: object) -> Settings:

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.catalog import EventSchema, SchemaSet, compose_event_schema, load_schema_set
-from schemas.codec import MAGIC, AvroCodec
-from schemas.exceptions import (
+from labelstore.schemas.catalog import EventSchema, SchemaSet, compose_event_schema, load_schema_set
+from labelstore.schemas.codec import MAGIC, AvroCodec
+from labelstore.schemas.exceptions import (
     CorruptMessageError,
     EncodeError,
     UnknownEventTypeError,

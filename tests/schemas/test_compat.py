@@ -2,9 +2,9 @@ import copy
 
 import pytest
 
-from schemas.catalog import EventSchema, SchemaSet, load_schema_set
-from schemas.compat import check_schema_set, compatibility_problems
-from schemas.exceptions import IncompatibleSchemaError
+from labelstore.schemas.catalog import EventSchema, SchemaSet, load_schema_set
+from labelstore.schemas.compat import check_schema_set, compatibility_problems
+from labelstore.schemas.exceptions import IncompatibleSchemaError
 
 
 @pytest.fixture(scope="module")
