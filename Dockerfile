@@ -7,5 +7,6 @@ COPY schemas schemas
 COPY processors processors
 COPY materializers materializers
 COPY offline offline
+COPY examples examples
 RUN pip install --no-cache-dir ".[postgres]"
 ENTRYPOINT ["labelstore"]

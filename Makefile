@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/labelstore demo run
+	$(BIN)/labelstore --repo examples/fraud demo run
 
 test: install
 	$(BIN)/python -m pytest

@@ -21,6 +21,7 @@ import pyarrow as pa
 from rich.console import Console
 from rich.table import Table
 
+import example  # noqa: F401  (the fraud example repository)
 from labelstore.declarations import load_declarations
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.files import read_rule_file

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import faust
 
+import example  # noqa: F401  (the fraud example repository)
 from labelstore.processors.batches import MessageBatches
 from labelstore.processors.outputs import RAW
 from labelstore.processors.transport import App

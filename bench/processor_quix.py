@@ -35,6 +35,7 @@ from confluent_kafka import Producer
 from quixstreams import Application
 from quixstreams.sinks import BatchingSink, SinkBatch
 
+import example  # noqa: F401  (the fraud example repository)
 from labelstore.events.publisher import producer_config
 from labelstore.declarations import load_declarations
 from labelstore.fold import EntityFold, to_epoch_ms

@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, Producer
 from rich.console import Console
 from rich.table import Table
 
+import example  # noqa: F401  (the fraud example repository)
 from labelstore.events.admin import TopicSpec, ensure_topics, topic_specs
 from labelstore.events.publisher import producer_config
 from labelstore.events.reader import count_records, read_raw

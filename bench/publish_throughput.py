@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from labelstore.events.admin import ensure_topics
-from labelstore.events.demo import generate
+from example import EXAMPLE, generate
 from labelstore.events.models import Event
 from labelstore.events.publisher import Publisher, producer_config
 from labelstore.events.wire import EventSerializer
@@ -44,8 +44,8 @@ def fresh_settings(bootstrap: str) -> Settings:
 
 def bare_loop(settings: Settings, events: list[Event], encoded: list[bytes] | None) -> None:
     producer = Producer(producer_config(settings))
-    serializer = EventSerializer()
-    topics = {entity: settings.topics.events_topic(entity) for entity in settings.topics.entity_topics}
+    serializer = EventSerializer(EXAMPLE.codec, EXAMPLE.event_types)
+    topics = {entity: settings.topics.events_topic(entity) for entity in settings.repository.entity_types}
     for index, event in enumerate(events):
         value = encoded[index] if encoded is not None else serializer.encode(event)
         while True:
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
 
     events = list(itertools.islice(generate(args.events, args.events // 5, seed=5), args.events))
-    serializer = EventSerializer()
+    serializer = EventSerializer(EXAMPLE.codec, EXAMPLE.event_types)
     encoded = [serializer.encode(event) for event in events]
     with tempfile.TemporaryDirectory() as data_dir:
         cluster = None

@@ -40,7 +40,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         return TopicSpec(name, kafka.partitions, kafka.replication_factor, config)
 
     return [
-        *(spec(topics.events_topic(entity), event_config) for entity in topics.entity_topics),
+        *(spec(topics.events_topic(entity), event_config) for entity in settings.repository.entity_types),
         spec(topics.label_versions_topic, {**FOREVER, **durable, "cleanup.policy": "delete"}),
         spec(topics.label_latest_topic, {**durable, "cleanup.policy": "compact"}),
         spec(topics.dead_letter_topic, event_config),
@@ -62,6 +62,17 @@ def ensure_topics(settings: Settings, specs: list[TopicSpec] | None = None, *, t
         _wait_for_leaders(admin, [s.name for s in missing], timeout)
     _check(admin, [s for s in specs if s.name in existing], existing, timeout)
     return [s.name for s in missing]
+
+
+def missing_topics(settings: Settings, *, timeout: float = 10.0) -> tuple[list[TopicSpec], list[str]]:
+    """The topics ``ensure_topics`` would create, and the names of those that exist."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise TopicMismatchError(f"the cluster did not answer: {exc.args[0].str()}") from exc
+    specs = topic_specs(settings)
+    return [s for s in specs if s.name not in existing], [s.name for s in specs if s.name in existing]
 
 
 def _create(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> None:

@@ -1,6 +1,9 @@
 """The publishing SDK: typed events into Kafka, keyed by entity, and never lost without a word.
 
-Every event is validated before anything is sent, keyed by ``entity_id`` (so one entity's events
+Events are typed by the label repository's schemas: ``publish("LoginFailed", entity_id=...,
+event_time=..., payload={...})`` works for every event type of the repository, and so does an
+event built with the repository's generated models (``repository.event_types``, or the classes
+``labelstore codegen`` writes). Every event is validated before anything is sent, keyed by ``entity_id`` (so one entity's events
 stay in one partition, in order) and produced by an idempotent producer with ``acks=all`` and the
 murmur2 partitioner that the Java client, aiokafka and Faust use, so every topic keyed by entity is
 co-partitioned with the processor's. The broker's answer reaches the caller: ``publish`` returns a
@@ -14,16 +17,20 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from labelstore.events.delivery import DeliveryFailure, DeliveryReport
 from labelstore.events.exceptions import PublishError
 from labelstore.events.models import Event
-from labelstore.events.wire import EventSerializer, parse_event
+from labelstore.events.wire import EventSerializer
 from labelstore.connection import bootstrap_servers
 from labelstore.settings import Settings
+
+if TYPE_CHECKING:
+    from labelstore.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +59,16 @@ class Publisher:
         self,
         settings: Settings,
         *,
+        repository: Repository | None = None,
+        source: str = "sdk",
         serializer: EventSerializer | None = None,
         producer_overrides: Mapping[str, Any] | None = None,
     ) -> None:
+        repository = repository or settings.repository
         self._topics = settings.topics
-        self._serializer = serializer or EventSerializer()
+        self.source = source  # of events published by type name without one
+        self.event_types = repository.event_types
+        self._serializer = serializer or EventSerializer(repository.codec, self.event_types)
         self._producer = Producer(producer_config(settings, **dict(producer_overrides or {})))
         self._unobserved_failures: list[DeliveryFailure] = []
         # Delivery reports arrive only when the client is polled: a background poller lets a
@@ -65,9 +77,18 @@ class Publisher:
         self._poller = threading.Thread(target=self._poll_until_closed, name="labelstore-publisher-poll", daemon=True)
         self._poller.start()
 
-    def publish(self, event: Event | Mapping[str, Any]) -> Future[DeliveryReport]:
-        """Send one event; the future resolves when the broker acknowledged it, or fails."""
-        event = parse_event(event)
+    def publish(self, event: Event | Mapping[str, Any] | str, *, entity_id: str | None = None,
+                event_time: datetime | None = None, payload: Mapping[str, Any] | None = None,
+                source: str | None = None, event_id: Any = None) -> Future[DeliveryReport]:
+        """Send one event; the future resolves when the broker acknowledged it, or fails.
+
+        ``event`` is an event, a mapping of its fields, or an event type name with the fields as
+        keywords: ``publish("LoginFailed", entity_id="acct-1", event_time=now, payload={...})``."""
+        if isinstance(event, str):
+            event = self._create(event, entity_id=entity_id, event_time=event_time, payload=payload,
+                                 source=source, event_id=event_id)
+        else:
+            event = self.event_types.parse(event)
         future: Future[DeliveryReport] = Future()
 
         def settle(report: DeliveryReport | None, failure: DeliveryFailure | None) -> None:
@@ -86,7 +107,7 @@ class Publisher:
         The whole batch is validated before the first event is sent, so an invalid event
         leaves no partial batch behind.
         """
-        batch = [parse_event(event) for event in events]
+        batch = [self.event_types.parse(event) for event in events]
         reports: list[DeliveryReport | None] = [None] * len(batch)
         failures: list[DeliveryFailure] = []
 
@@ -120,6 +141,10 @@ class Publisher:
         finally:
             self._closed.set()
             self._poller.join()
+
+    def _create(self, event_type: str, **fields: Any) -> Event:
+        given = {name: value for name, value in fields.items() if value is not None}
+        return self.event_types.parse({"event_type": event_type, "source": self.source, **given})
 
     def _poll_until_closed(self) -> None:
         while not self._closed.is_set():

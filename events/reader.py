@@ -69,7 +69,7 @@ def read_raw(settings: Settings, topic: str, *, timeout: float = 60.0) -> Iterat
 
 
 def read_events(settings: Settings, topic: str, *, serializer: EventSerializer | None = None, timeout: float = 60.0) -> Iterator[StoredEvent]:
-    serializer = serializer or EventSerializer()
+    serializer = serializer or EventSerializer(settings.repository.codec, settings.repository.event_types)
     for _, value, partition, offset, timestamp, _ in read_raw(settings, topic, timeout=timeout):
         yield StoredEvent(serializer.decode(value), partition, offset, timestamp)
 

@@ -1,34 +1,26 @@
-"""Events to bytes and back: pydantic models on one side, the Avro codec on the other."""
+"""Events to bytes and back: typed events on one side, the Avro codec on the other."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from labelstore.events.exceptions import InvalidEventError
-from labelstore.events.models import EVENT_MODELS, Event
+from labelstore.events.models import Event
 from labelstore.schemas.codec import AvroCodec
 
+if TYPE_CHECKING:
+    from labelstore.events.typed import EventTypes
 
-def parse_event(data: Mapping[str, Any] | Event) -> Event:
+
+def parse_event(data: Mapping[str, Any] | Event, event_types: EventTypes) -> Event:
     """Validate a mapping (e.g. a decoded record or a service's JSON) as the event its type names."""
-    if isinstance(data, Event):
-        return data
-    event_type = data.get("event_type")
-    model = EVENT_MODELS.get(event_type) if isinstance(event_type, str) else None
-    if model is None:
-        known = ", ".join(sorted(EVENT_MODELS))
-        raise InvalidEventError(f"event_type: {event_type!r} is not an event type; known: {known}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidEventError(describe_validation_error(event_type, exc)) from exc
+    return event_types.parse(data)
 
 
 def describe_validation_error(event_type: str, exc: ValidationError) -> str:
-    """One line per wrong field: ``OrderClassified.payload.model_score: <what is wrong> (got 1.5)``."""
+    """One line per wrong field: ``LoginFailed.payload.attempts: <what is wrong> (got -1)``."""
     lines = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (event_type, *error["loc"]))
@@ -40,12 +32,12 @@ def describe_validation_error(event_type: str, exc: ValidationError) -> str:
 class EventSerializer:
     """Encodes events with the current schemas and decodes bytes of any known writer schema."""
 
-    def __init__(self, codec: AvroCodec | None = None) -> None:
-        self.codec = codec or AvroCodec()
+    def __init__(self, codec: AvroCodec, event_types: EventTypes) -> None:
+        self.codec = codec
+        self.event_types = event_types
 
     def encode(self, event: Event) -> bytes:
         return self.codec.encode(event.event_type, event.to_record())
 
     def decode(self, data: bytes) -> Event:
-        decoded = self.codec.decode(data)
-        return parse_event(decoded.record)
+        return self.event_types.parse(self.codec.decode(data).record)

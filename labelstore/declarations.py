@@ -1,6 +1,6 @@
 """Entity declarations: an entity's state fields and, per event type, the operations on them.
 
-A declaration is data (``labelstore/entities/<entity_type>.yaml``), not code, so the online fold and
+A declaration is data (a repository's ``entities/<entity_type>.yaml``), not code, so the online fold and
 the offline re-fold execute the very same description. Loading checks it against the event
 schemas: every event type exists for the entity, every field is declared, every operation fits its
 field's type and every ``from`` path exists in the event with a type the field can hold.
@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from labelstore.errors import LabelstoreError
 from labelstore.yamlfiles import parse_yaml_model
 
-ENTITIES_DIR = Path(__file__).parent / "entities"
 FieldType = Literal["string", "long", "double", "boolean", "timestamp", "set<string>"]
 Operation = Literal["set", "set_once", "unset", "add", "remove", "increment"]
 SCALAR_TYPES = {"string", "long", "double", "boolean", "timestamp"}
@@ -93,15 +92,22 @@ class EntityDeclaration(_Frozen):
         }
 
 
-def load_declarations(directory: Path = ENTITIES_DIR, schema_set: Any = None) -> dict[str, EntityDeclaration]:
-    """Every ``*.yaml`` declaration in ``directory``, checked against the event schemas."""
-    from labelstore.schemas.catalog import load_schema_set
+def load_declarations(directory: Path | None = None, schema_set: Any = None) -> dict[str, EntityDeclaration]:
+    """Every ``*.yaml`` declaration in ``directory``, checked against the event schemas.
 
-    schema_set = schema_set or load_schema_set()
+    Without arguments: the declarations of the current label repository."""
+    if directory is None:
+        from labelstore.repository import current
+
+        return current().declarations
     declarations = {}
     for path in sorted(directory.glob("*.yaml")):
-        declaration = parse_declaration(path.read_text(), origin=path.name)
-        check_against_schemas(declaration, schema_set, origin=path.name)
+        origin = f"{directory.name}/{path.name}"
+        declaration = parse_declaration(path.read_text(), origin=origin)
+        if declaration.entity_type != path.stem:
+            raise DeclarationError(f"{origin}: declares entity_type {declaration.entity_type!r}; "
+                                   f"name the file {declaration.entity_type}.yaml")
+        check_against_schemas(declaration, schema_set, origin=origin)
         declarations[declaration.entity_type] = declaration
     return declarations
 

@@ -30,6 +30,8 @@ class EntityFold:
 
     def __init__(self, declaration: EntityDeclaration) -> None:
         self.declaration = declaration
+        self._width = len(declaration.fields)
+        self.event_types = frozenset(declaration.events)
         self._steps: dict[str, tuple[Step, ...]] = {
             event_type: tuple(_compile(op, declaration) for op in declaration.operations(event_type))
             for event_type in declaration.events
@@ -46,7 +48,12 @@ class EntityFold:
             raise UnfoldableEventError(
                 f"entity {self.declaration.entity_type!r} declares no operations for event type {event_type!r}"
             ) from None
-        new_state = dict(self.initial_state() if state is None else state)
+        if state is None:
+            new_state = self.initial_state()
+        elif len(state) == self._width:
+            new_state = dict(state)
+        else:  # stored before the declaration gained fields: those start at their defaults
+            new_state = {**self.initial_state(), **state}
         for step in steps:
             step(new_state, record)
         return new_state

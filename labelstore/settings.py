@@ -1,17 +1,23 @@
 """One frozen settings object, loaded once at the entry point and passed down.
 
-Environment variables use the ``LABELSTORE_`` prefix and ``__`` for nesting, for example
-``LABELSTORE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092`` or ``LABELSTORE_TOPICS__PREFIX=test.``.
+Where a value comes from, strongest first: arguments, environment variables (``LABELSTORE_``
+prefix, ``__`` for nesting, e.g. ``LABELSTORE_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``), the label
+repository's ``labelstore.yaml`` (same names, nested: ``kafka: {bootstrap_servers: ...}``), then
+the defaults. Relative paths in ``labelstore.yaml`` are relative to the repository, as are the
+defaults of the repository's own state (warehouse, catalog, processor data).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from labelstore.repository import Repository
 
 KAFKA_VERSION = "4.3.1"
 
@@ -41,7 +47,7 @@ class TopicSettings(_Group):
 
     prefix: str = ""
     entity_topics: dict[str, str] = Field(
-        default_factory=lambda: {"order": "orders.events", "content": "content.events"}
+        default_factory=dict, description="topic of an entity type's events, if not <entity_type>.events"
     )
     label_versions: str = "labels.versions"
     label_latest: str = "labels.latest"
@@ -49,11 +55,7 @@ class TopicSettings(_Group):
     rules: str = "labels.rules"
 
     def events_topic(self, entity_type: str) -> str:
-        try:
-            return self.prefix + self.entity_topics[entity_type]
-        except KeyError:
-            known = ", ".join(sorted(self.entity_topics))
-            raise KeyError(f"no topic for entity type {entity_type!r}; known: {known}") from None
+        return self.prefix + self.entity_topics.get(entity_type, f"{entity_type}.events")
 
     @property
     def label_versions_topic(self) -> str:
@@ -77,7 +79,8 @@ class LocalKafkaSettings(_Group):
 
     version: str = KAFKA_VERSION
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "labelstore")
-    state_dir: Path = Field(default_factory=lambda: Path(".labelstore") / "kafka")
+    # The machine's broker, not a repository's: `kafka up/down/status` work from any folder.
+    state_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "state" / "labelstore" / "kafka")
     heap: str = "512m"
 
 
@@ -120,6 +123,8 @@ class Settings(BaseSettings):
         env_prefix="LABELSTORE_", env_nested_delimiter="__", frozen=True, extra="forbid"
     )
 
+    project: str = Field(default="labelstore", description="the repository's name")
+    repo: Path | None = Field(default=None, description="the label repository's folder (LABELSTORE_REPO)")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     topics: TopicSettings = Field(default_factory=TopicSettings)
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
@@ -127,12 +132,76 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
 
+    @field_validator("repo")
+    @classmethod
+    def _absolute(cls, repo: Path | None) -> Path | None:
+        return repo.expanduser().resolve() if repo is not None else None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _RepositorySource(settings_cls, init_settings), file_secret_settings
+
+    @property
+    def repository(self) -> Repository:
+        """The label repository these settings came with; raises if there is none."""
+        from labelstore.repository import current
+
+        return current(self.repo)
+
     def to_environment(self) -> dict[str, str]:
         """These settings as ``LABELSTORE_*`` variables, to hand to a child process."""
         environment = {}
         for group, values in self.model_dump(mode="json").items():
+            if not isinstance(values, dict):
+                if values is not None:
+                    environment[f"LABELSTORE_{group.upper()}"] = str(values)
+                continue
             for name, value in values.items():
                 if value is not None:
                     text = value if isinstance(value, str) else json.dumps(value)
                     environment[f"LABELSTORE_{group.upper()}__{name.upper()}"] = text
         return environment
+
+
+class _RepositorySource(PydanticBaseSettingsSource):
+    """``labelstore.yaml`` of the repository found (explicitly, by LABELSTORE_REPO or upward)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._explicit = getattr(init_settings, "init_kwargs", {}).get("repo")
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        from labelstore.repository import locate, read_config
+
+        root = locate(self._explicit)
+        if root is None:
+            return {}
+        values = read_config(root)
+        values["repo"] = str(root)
+        return _repository_paths(values, root)
+
+
+def _repository_paths(values: dict[str, Any], root: Path) -> dict[str, Any]:
+    """Relative paths of the file, and the defaults of the repository's own state, under its root."""
+
+    def group(name: str) -> dict[str, Any]:
+        section = dict(values.get(name) or {})
+        values[name] = section
+        return section
+
+    state = root / ".labelstore"
+    warehouse, processor, rules, local = group("warehouse"), group("processor"), group("rules"), group("local_kafka")
+    warehouse["path"] = str(root / warehouse.get("path", "warehouse"))
+    processor["data_dir"] = str(root / processor.get("data_dir", state / "processor"))
+    for name in ("cache_dir", "state_dir"):
+        if name in local:
+            local[name] = str(root / Path(local[name]).expanduser())
+    url = rules.get("catalog_url", f"sqlite:///{state / 'catalog.sqlite'}")
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        url = f"sqlite:///{root / url.removeprefix('sqlite:///')}"
+    rules["catalog_url"] = url
+    return {name: section for name, section in values.items() if section != {} or name == "repo"}

@@ -1,7 +1,7 @@
 """The offline warehouse: Hive-partitioned Parquet written by the materializer, read by offline/.
 
-    <root>/events/entity_type=order/date=YYYY-MM-DD/part-*.parquet      every event, as archived
-    <root>/label_versions/label=fraud/date=YYYY-MM-DD/part-*.parquet    every label version emitted
+    <root>/events/entity_type=<entity type>/date=YYYY-MM-DD/part-*.parquet   every event, as archived
+    <root>/label_versions/label=<label>/date=YYYY-MM-DD/part-*.parquet      every label version emitted
     <root>/_commits/<seq>.json                                            what each commit made visible
     <root>/labelstore.duckdb                                              views over the Parquet, for SQL
 
@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from labelstore.repository import Repository
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 
@@ -87,8 +90,20 @@ class Commit:
 
 
 class Warehouse:
-    def __init__(self, root: Path | str) -> None:
+    """A warehouse belongs to a label repository: its declarations and rules re-fold the archive."""
+
+    def __init__(self, root: Path | str, *, repository: Repository | None = None) -> None:
         self.root = Path(root).resolve()
+        self._repository = repository
+
+    @property
+    def repository(self) -> Repository:
+        """The repository given, else the current one (found like git finds its folder)."""
+        if self._repository is None:
+            from labelstore.repository import current
+
+            self._repository = current()
+        return self._repository
 
     @property
     def commits_dir(self) -> Path:

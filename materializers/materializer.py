@@ -19,6 +19,7 @@ from labelstore.events.admin import end_offsets
 from labelstore.connection import bootstrap_servers
 from labelstore.errors import LabelstoreError
 from labelstore.settings import Settings
+from labelstore.repository import RepositoryWatch
 from labelstore.warehouse import DATASETS, Warehouse
 from labelstore.materializers.commits import CommitLog
 from labelstore.materializers.rows import Batch, RowMaker
@@ -36,14 +37,16 @@ class MaterializerStats:
 class Materializer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.warehouse = Warehouse(settings.warehouse.path)
+        self.warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
         self.commit_log = CommitLog(self.warehouse)
         self.stats = MaterializerStats()
         topics = settings.topics
-        self.event_topics = [topics.events_topic(e) for e in topics.entity_topics]
+        declarations = settings.repository.declarations
+        self.event_topics = [topics.events_topic(e) for e in declarations]
         self.versions_topic = topics.label_versions_topic
-        self.rows = RowMaker({e: topics.events_topic(e) for e in topics.entity_topics},
-                             validate_payloads=settings.processor.validate_payloads)
+        self.rows = RowMaker({e: topics.events_topic(e) for e in declarations}, declarations,
+                             validate_payloads=settings.processor.validate_payloads, codec=settings.repository.codec,
+                             watch=RepositoryWatch(settings.repository))
 
     def run(self, *, until_caught_up: bool = False, should_stop: Callable[[], bool] = lambda: False,
             on_commit: Callable[[MaterializerStats], None] | None = None) -> MaterializerStats:

@@ -26,9 +26,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelstore.declarations import load_declarations
 from labelstore.errors import LabelstoreError
-from labelstore.rules.model import LabelRule, load_rules
+from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
 from labelstore.offline.history import label_history, state_history
 
@@ -81,15 +80,15 @@ def as_of(
     their backfilled history (``labelstore rules backfill``) instead of what the processor emitted.
     """
     names = [labels] if isinstance(labels, str) else list(labels)
-    chosen = _rules_for(names, rules, rule_versions or {})
+    chosen = _rules_for(names, warehouse.repository.initial_rules() if rules is None else rules, rule_versions or {})
     entity_type = _one_entity_type(chosen)
     connection = warehouse.connect()
     try:
         _use_backfills(connection, warehouse, [r for r in chosen if r.name in (rule_versions or {})])
         if spine is not None:
-            table = _spine_join(connection, chosen, entity_type, _as_arrow(spine), entity_column, known_at, valid_at, maturity)
+            table = _spine_join(connection, warehouse, chosen, entity_type, _as_arrow(spine), entity_column, known_at, valid_at, maturity)
         else:
-            table = _point(connection, chosen, entity_type, entity_ids, instant(known_at, "known_at"),
+            table = _point(connection, warehouse, chosen, entity_type, entity_ids, instant(known_at, "known_at"),
                            instant(valid_at, "valid_at"), maturity)
     finally:
         connection.close()
@@ -108,8 +107,8 @@ def convert(table: pa.Table, output: Output) -> Any:
     raise QueryError(f"output must be arrow, pandas or polars, not {output!r}")
 
 
-def _point(connection, rules, entity_type, entity_ids, known_at, valid_at, maturity) -> pa.Table:
-    axis = _prepare_axis(connection, rules, entity_type, known_at, valid_at)
+def _point(connection, warehouse: Warehouse, rules, entity_type, entity_ids, known_at, valid_at, maturity) -> pa.Table:
+    axis = _prepare_axis(connection, warehouse, rules, entity_type, known_at, valid_at)
     at = valid_at if valid_at is not None else known_at
     if maturity != "all":
         _first_seen(connection, entity_type)
@@ -139,14 +138,15 @@ def _point(connection, rules, entity_type, entity_ids, known_at, valid_at, matur
     return pa.concat_tables(parts)
 
 
-def _spine_join(connection, rules, entity_type, spine: pa.Table, entity_column, known_at, valid_at, maturity) -> pa.Table:
+def _spine_join(connection, warehouse: Warehouse, rules, entity_type, spine: pa.Table, entity_column, known_at,
+                valid_at, maturity) -> pa.Table:
     column, fixed = _spine_time(spine, known_at, valid_at)
     if entity_column not in spine.column_names:
         raise QueryError(f"the spine has no column {entity_column!r} (columns: {', '.join(spine.column_names)})")
     if column == known_at:
-        axis = _prepare_axis(connection, rules, entity_type, None, None)
+        axis = _prepare_axis(connection, warehouse, rules, entity_type, None, None)
     else:  # valid time from the spine, optionally as known at a fixed time
-        axis = _prepare_axis(connection, rules, entity_type, instant(fixed, "known_at"), datetime.now(UTC))
+        axis = _prepare_axis(connection, warehouse, rules, entity_type, instant(fixed, "known_at"), datetime.now(UTC))
     # Only the key columns go through DuckDB, numbered; the answers come back in spine order (a
     # sort of numbers and labels only) and are added to the spine's own columns as they are.
     ordinal = "__labelstore_row"
@@ -209,12 +209,13 @@ def _literal(text: str) -> str:
     return text.replace("'", "''")
 
 
-def _prepare_axis(connection, rules, entity_type, known_at: datetime | None, valid_at: datetime | None) -> _Axis:
+def _prepare_axis(connection, warehouse: Warehouse, rules, entity_type, known_at: datetime | None,
+                  valid_at: datetime | None) -> _Axis:
     """The known axis reads what the processor emitted; the valid axis re-folds the archive."""
     if valid_at is None:
         return KNOWN
-    declaration = load_declarations()[entity_type]
-    states = state_history(connection, declaration, order="valid", known_at=known_at)
+    declaration = warehouse.repository.declarations[entity_type]
+    states = state_history(connection, declaration, order="valid", known_at=known_at, codec=warehouse.repository.codec)
     connection.register("valid_versions", label_history(states, entity_type, rules, declaration))
     return VALID
 
@@ -262,8 +263,8 @@ def instant(value: TimeArg, name: str) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _rules_for(names: Sequence[str], rules: Sequence[LabelRule] | None, versions: Mapping[str, int]) -> list[LabelRule]:
-    available = list(load_rules() if rules is None else rules)
+def _rules_for(names: Sequence[str], rules: Sequence[LabelRule], versions: Mapping[str, int]) -> list[LabelRule]:
+    available = list(rules)
     by_name = {rule.name: rule for rule in available if rule.name not in versions}
     by_name |= {r.name: r for r in available if versions.get(r.name) == r.version}
     missing = [name for name in versions if name in names and by_name.get(name, None) is None]

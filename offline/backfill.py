@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from labelstore.declarations import EntityDeclaration, load_declarations
+from labelstore.declarations import EntityDeclaration
 from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
 from labelstore.offline.history import label_history, state_history
@@ -57,7 +57,7 @@ def load_states(warehouse: Warehouse, declaration: EntityDeclaration, progress: 
         progress(f"folding the {declaration.entity_type} events archive", 0.0)
     connection = warehouse.connect()
     try:
-        states = state_history(connection, declaration, order="log")
+        states = state_history(connection, declaration, order="log", codec=warehouse.repository.codec)
     finally:
         connection.close()
     _write_atomically(states, path)
@@ -66,7 +66,7 @@ def load_states(warehouse: Warehouse, declaration: EntityDeclaration, progress: 
 
 
 def backfill(warehouse: Warehouse, rule: LabelRule, *, progress: Progress | None = None) -> BackfillResult:
-    declaration = load_declarations()[rule.entity_type]
+    declaration = warehouse.repository.declarations[rule.entity_type]
     states = load_states(warehouse, declaration, progress)
     if progress:
         progress(f"evaluating {rule.key} over {states.num_rows:,} states", 0.5)

@@ -17,8 +17,7 @@ from datetime import datetime
 
 import pyarrow as pa
 
-from labelstore.declarations import load_declarations
-from labelstore.rules.model import LabelRule, load_rules
+from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
 from labelstore.offline.history import label_history, state_history
 
@@ -56,15 +55,15 @@ class CheckReport:
 
 
 def check(warehouse: Warehouse, rules: Sequence[LabelRule] | None = None) -> CheckReport:
-    rules = load_rules() if rules is None else list(rules)
+    rules = warehouse.repository.initial_rules() if rules is None else list(rules)
     connection = warehouse.connect()
     report = CheckReport()
     try:
-        for entity_type, declaration in load_declarations().items():
+        for entity_type, declaration in warehouse.repository.declarations.items():
             entity_rules = [r for r in rules if r.entity_type == entity_type]
             if not entity_rules:
                 continue
-            states = state_history(connection, declaration, order="log")
+            states = state_history(connection, declaration, order="log", codec=warehouse.repository.codec)
             connection.register("offline_all", label_history(states, entity_type, entity_rules, declaration))
             connection.execute("""
                 CREATE OR REPLACE TEMP TABLE reach AS

@@ -17,7 +17,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from labelstore.declarations import load_declarations
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
@@ -50,7 +49,7 @@ def diff(warehouse: Warehouse, rule_a: LabelRule, rule_b: LabelRule, *, start: d
          end: datetime | None = None, sample: int = 5) -> DiffReport:
     if (rule_a.name, rule_a.entity_type) != (rule_b.name, rule_b.entity_type):
         raise QueryError(f"compare two versions of one label, not {rule_a.key} and {rule_b.key}")
-    declaration = load_declarations()[rule_a.entity_type]
+    declaration = warehouse.repository.declarations[rule_a.entity_type]
     states = load_states(warehouse, declaration)
     if end is not None:
         states = states.filter(pc.less_equal(states["recorded_at"], pa.scalar(end, states.schema.field("recorded_at").type)))

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labelstore.declarations import load_declarations
-from labelstore.rules.model import LabelRule, load_rules
+from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
 from labelstore.offline.asof import QueryError
 from labelstore.offline.history import label_history, state_history
@@ -28,10 +27,10 @@ class Explanation:
 
 
 def explain(warehouse: Warehouse, entity_type: str, entity_id: str, rules: Sequence[LabelRule] | None = None) -> Explanation:
-    declarations = load_declarations()
+    declarations = warehouse.repository.declarations
     if entity_type not in declarations:
         raise QueryError(f"unknown entity type {entity_type!r}; known: {', '.join(sorted(declarations))}")
-    rules = [r for r in (load_rules() if rules is None else rules) if r.entity_type == entity_type]
+    rules = [r for r in (warehouse.repository.initial_rules() if rules is None else rules) if r.entity_type == entity_type]
     connection = warehouse.connect()
     try:
         events = connection.sql(
@@ -43,7 +42,8 @@ def explain(warehouse: Warehouse, entity_type: str, entity_id: str, rules: Seque
         known = connection.sql(
             "SELECT * FROM labels WHERE entity_type = ? AND entity_id = ? ORDER BY recorded_at, cause_offset, label",
             params=[entity_type, entity_id]).to_arrow_table().to_pylist()
-        states = state_history(connection, declarations[entity_type], order="valid", entity_ids=[entity_id])
+        states = state_history(connection, declarations[entity_type], order="valid", entity_ids=[entity_id],
+                               codec=warehouse.repository.codec)
         valid = label_history(states, entity_type, rules, declarations[entity_type])
         valid = valid.sort_by([("event_time", "ascending"), ("cause_offset", "ascending")]).to_pylist()
     finally:

@@ -41,11 +41,12 @@ EVENT_COLUMNS = pa.schema([
 
 
 def state_history(connection: duckdb.DuckDBPyConnection, declaration: EntityDeclaration, *, order: Order = "log",
-                  known_at: datetime | None = None, entity_ids: Sequence[str] | None = None) -> pa.Table:
+                  known_at: datetime | None = None, entity_ids: Sequence[str] | None = None,
+                  codec: AvroCodec | None = None) -> pa.Table:
     """One row per archived event of the entity type: where it sits, and the entity's state after it.
 
     ``known_at`` keeps only the events recorded by then (inclusive); ``seq`` numbers each
-    entity's rows in the chosen order.
+    entity's rows in the chosen order. ``codec``: the repository's (default: the current one).
     """
     where, parameters = ["entity_type = ?"], [declaration.entity_type]
     if known_at is not None:
@@ -57,7 +58,7 @@ def state_history(connection: duckdb.DuckDBPyConnection, declaration: EntityDecl
     events = connection.sql(
         f'SELECT entity_id, event_id, event_time, recorded_at, topic, "partition", "offset", avro FROM events '
         f'WHERE {" AND ".join(where)} ORDER BY {ORDER_BY[order]}', params=parameters).to_arrow_table()
-    fold, codec = EntityFold(declaration), AvroCodec()
+    fold, codec = EntityFold(declaration), codec or AvroCodec()
     states, seqs = [], []
     previous_entity, state, seq = None, None, 0
     for entity_id, avro in zip(events.column("entity_id").to_pylist(), events.column("avro").to_pylist(), strict=True):

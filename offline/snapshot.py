@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labelstore.errors import LabelstoreError
-from labelstore.rules.model import LabelRule, load_rules
+from labelstore.rules.model import LabelRule
 from labelstore.warehouse import Warehouse
 from labelstore.offline.asof import Maturity, QueryError, as_of, instant
 
@@ -41,7 +41,7 @@ def snapshot(warehouse: Warehouse, name: str, labels: Sequence[str], *, known_at
     known = instant(known_at, "known_at")
     valid = instant(valid_at, "valid_at")
     _check_archive_reaches(warehouse, known)
-    rules = load_rules() if rules is None else list(rules)
+    rules = warehouse.repository.initial_rules() if rules is None else list(rules)
     table = as_of(warehouse, labels, known_at=known, valid_at=valid, maturity=maturity, rules=rules)
     table = table.sort_by([("label", "ascending"), ("entity_id", "ascending")])
     manifest = {

@@ -19,8 +19,9 @@ from typing import Any
 import faust
 
 from labelstore.connection import bootstrap_servers
-from labelstore.declarations import EntityDeclaration, load_declarations
-from labelstore.rules.model import LabelRule, load_rules
+from labelstore.declarations import EntityDeclaration
+from labelstore.rules.model import LabelRule
+from labelstore.repository import RepositoryWatch
 from labelstore.settings import ProcessorSettings, Settings
 from labelstore.processors.batches import MessageBatches
 from labelstore.processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
@@ -43,16 +44,19 @@ def create_app(
 ) -> faust.App:
     """The processor app. ``on_crash`` is called when an agent fails (after logging): Faust would
     otherwise leave the worker running with that agent stopped."""
-    declarations = declarations or load_declarations()
-    rules = load_rules() if rules is None else rules
+    from_repository = declarations is None
+    declarations = declarations or settings.repository.declarations
+    rules = settings.repository.initial_rules() if rules is None else rules
     app = _faust_app(settings)
     counters: Counter[str] = Counter()
     tables = {}
     rulebook = RuleBook(rules, settings)  # activations on the rules topic, shared by the agents
     for entity_type, declaration in declarations.items():
         entity_rules = [rule for rule in rules if rule.entity_type == entity_type]
+        watch = RepositoryWatch(settings.repository) if from_repository else None
         processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads,
-                                    rulebook=rulebook)
+                                    rulebook=rulebook, codec=settings.repository.codec if from_repository else None,
+                                    watch=watch)
         tables[entity_type] = app.Table(
             f"{entity_type}-state", partitions=settings.kafka.partitions, **RAW_TABLE
         )

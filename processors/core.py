@@ -9,6 +9,10 @@ Steps for each batch:
 3. evaluate the label rules once for all new states (DuckDB, one query);
 4. walk the states in log order and emit a version for every label whose value changed.
 
+A record whose schema or event type the worker does not know yet makes it look at its label
+repository once more (``RepositoryWatch``): after `labelstore apply` released a new event type or
+field, the worker reads it rather than dead-letter it, without a restart.
+
 The caller must make the versions and dead letters durable *before* it stores the entity records:
 then a record in the store implies its versions are in Kafka, and a replay re-emits (same
 ``version_id``) rather than loses.
@@ -17,6 +21,7 @@ then a record in the store implies its versions are in Kafka, and a replay re-em
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -24,15 +29,17 @@ import orjson
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
-from labelstore.intake import Rejection, admit
+from labelstore.intake import UNKNOWN_TO_THIS_WORKER, Rejection, admit, event_types_of
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
 from labelstore.processors.rulebook import RuleBook
+from labelstore.repository import RepositoryWatch
 from labelstore.schemas.codec import AvroCodec, DecodedEvent
 
 # Distinct rule inputs whose label values an evaluator remembers (see ``RuleEvaluator``).
 RULE_INPUTS_REMEMBERED = 65_536
+log = logging.getLogger("labelstore.processor")
 
 
 class RawMessage(NamedTuple):  # built per event: a tuple costs ~0.7 us, a frozen dataclass ~2.4 us
@@ -74,7 +81,7 @@ class EntityProcessor:
 
     def __init__(self, declaration: EntityDeclaration, rules: Sequence[LabelRule], *,
                  codec: AvroCodec | None = None, validate_payloads: bool = True,
-                 rulebook: RuleBook | None = None) -> None:
+                 rulebook: RuleBook | None = None, watch: RepositoryWatch | None = None) -> None:
         self.entity_type = declaration.entity_type
         self.declaration = declaration
         self.fold = EntityFold(declaration)
@@ -84,6 +91,27 @@ class EntityProcessor:
         self.rulebook = rulebook
         self.codec = codec or AvroCodec()
         self.validate_payloads = validate_payloads
+        self.event_types = event_types_of(self.codec) if validate_payloads else None
+        self.watch = watch
+
+    def _admit(self, message: RawMessage) -> DecodedEvent | Rejection:
+        return admit(self.entity_type, message.key, message.value, self.codec, event_types=self.event_types,
+                     foldable=self.fold.event_types)
+
+    def _reload(self) -> bool:
+        """Take up the repository as it is now on disk, if it changed; True if it did."""
+        repository = self.watch.refreshed() if self.watch is not None else None
+        declaration = repository.declarations.get(self.entity_type) if repository is not None else None
+        if declaration is None:
+            return False
+        log.info("label repository changed: reading %s events with the current schemas and declaration",
+                 self.entity_type)
+        self.declaration, self.fold = declaration, EntityFold(declaration)
+        self.codec = repository.codec
+        self.event_types = event_types_of(self.codec) if self.validate_payloads else None
+        self.evaluator = RuleEvaluator(declaration, self.rules, cache_size=RULE_INPUTS_REMEMBERED)
+        self._evaluators = {_versions(self.rules): self.evaluator}
+        return True
 
     def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None], *,
                 wait_for_rules: bool = True) -> BatchResult:
@@ -155,8 +183,9 @@ class EntityProcessor:
         return folded
 
     def _decode(self, message: RawMessage, result: BatchResult) -> DecodedEvent | None:
-        admitted = admit(self.entity_type, message.key, message.value, self.codec,
-                         validate_payloads=self.validate_payloads)
+        admitted = self._admit(message)
+        if isinstance(admitted, Rejection) and admitted.error_type in UNKNOWN_TO_THIS_WORKER and self._reload():
+            admitted = self._admit(message)
         if isinstance(admitted, Rejection):
             result.dead_letters.append(DeadLetter(message, admitted.error_type, admitted.reason))
             return None

@@ -1,6 +1,7 @@
 """The latest labels of an entity over HTTP, answered by the worker that owns the entity.
 
-    GET /labels/<entity_type>/<entity_id>/  ->  {"entity_type", "entity_id", "labels": {name: {...}}}
+    GET /labels/<entity_type>/<entity_id>/  ->  {"entity_type", "entity_id", "labels": {name: {...}},
+                                                 "state": {field: value}, "last_offset"}
 
 Each label carries its value, rule version, since when (event_time and recorded_at) and the event
 that caused it. A request reaching another worker is forwarded to the owner of the entity's
@@ -41,4 +42,4 @@ def _register(app: faust.App, entity_type: str, table: Any) -> None:
             if record is None:
                 return self.json({"error": f"no events seen for {entity_type} {entity_id!r}"}, status=404)
             return self.json({"entity_type": entity_type, "entity_id": entity_id, "labels": record["labels"],
-                              "last_offset": record["offset"]})
+                              "state": record["state"], "last_offset": record["offset"]})

@@ -27,11 +27,18 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
 def _ensure_output_topics(settings: Settings) -> None:
     """The outputs are produced by the worker's own producer (``processors.outputs``), which does
     not declare topics as Faust's did: create the missing ones, check the others."""
-    from labelstore.events.admin import ensure_topics, topic_specs
+    from labelstore.events.admin import TopicSpec, ensure_topics, topic_specs
 
-    topics = settings.topics
+    topics, kafka = settings.topics, settings.kafka
     names = {topics.label_versions_topic, topics.label_latest_topic, topics.dead_letter_topic}
-    ensure_topics(settings, [spec for spec in topic_specs(settings) if spec.name in names])
+    # The state tables' changelogs too, before Faust subscribes: a changelog Faust creates itself
+    # can be missing from the consumer's first metadata ("Ignoring missing topic"); its partitions
+    # are then never assigned and the worker waits for their recovery forever (seen on a fresh broker).
+    changelogs = [TopicSpec(f"{topics.prefix}{settings.processor.app_id}-{entity_type}-state-changelog",
+                            kafka.partitions, kafka.replication_factor,
+                            {"cleanup.policy": "compact", "min.insync.replicas": str(kafka.min_insync_replicas)})
+                  for entity_type in settings.repository.entity_types]
+    ensure_topics(settings, [spec for spec in topic_specs(settings) if spec.name in names] + changelogs)
 
 
 def _exit_for_restart(reason: BaseException) -> None:

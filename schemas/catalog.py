@@ -1,9 +1,11 @@
-"""The set of event schemas: the current ones from ``avro/`` and every released one from ``history/``.
+"""The set of event schemas of a label repository: current ones and every released one.
 
-Layout of ``avro/``:
-- ``envelope.avsc``: the fields every event carries;
+Layout of a repository's ``schemas/`` folder:
 - ``<entity_type>/<full name>.avsc``: payload records (marked ``"labelstore.role": "event"``) and
-  the named types they share, one per file, so fastavro finds a reference by its full name.
+  the named types they share, one per file, so fastavro finds a reference by its full name;
+- ``history/``: every released event schema, by fingerprint.
+
+The envelope, the fields every event carries, is the library's (``envelope.avsc`` beside this module).
 
 An event schema is the envelope with a ``payload`` field of the payload record's type. Composing it
 here, instead of writing the envelope into every file, keeps the envelope in one place.
@@ -24,8 +26,8 @@ from fastavro.schema import SchemaParseException, fingerprint, load_schema, to_p
 
 from labelstore.schemas.exceptions import SchemaError
 
-AVRO_DIR = Path(__file__).parent / "avro"
-HISTORY_DIR = Path(__file__).parent / "history"
+ENVELOPE_PATH = Path(__file__).parent / "envelope.avsc"
+HISTORY_FOLDER = "history"
 ROLE_ATTRIBUTE = "labelstore.role"
 ENTITY_ATTRIBUTE = "labelstore.entity_type"
 EVENT_ATTRIBUTE = "labelstore.event_type"
@@ -88,10 +90,12 @@ def compose_event_schema(envelope: Mapping[str, Any], payload: Mapping[str, Any]
     }
 
 
-def load_schema_set(avro_dir: Path = AVRO_DIR, history_dir: Path = HISTORY_DIR) -> SchemaSet:
-    envelope = _load_expanded(avro_dir / "envelope.avsc")
+def load_schema_set(schemas_dir: Path) -> SchemaSet:
+    """The event schemas in a repository's ``schemas/`` folder, and its released ones."""
+    envelope = _load_expanded(ENVELOPE_PATH)
     current: dict[str, EventSchema] = {}
-    for entity_dir in sorted(p for p in avro_dir.iterdir() if p.is_dir()):
+    entity_dirs = [p for p in schemas_dir.iterdir() if p.is_dir() and p.name != HISTORY_FOLDER] if schemas_dir.is_dir() else []
+    for entity_dir in sorted(entity_dirs):
         for path in sorted(entity_dir.glob("*.avsc")):
             payload = _load_expanded(path)
             if payload.get(ROLE_ATTRIBUTE) != "event":
@@ -100,10 +104,10 @@ def load_schema_set(avro_dir: Path = AVRO_DIR, history_dir: Path = HISTORY_DIR) 
             if event.event_type in current:
                 raise SchemaError(f"{path}: event type {event.event_type!r} is declared twice")
             current[event.event_type] = event
-    return SchemaSet(current=current, released=_load_history(history_dir))
+    return SchemaSet(current=current, released=_load_history(schemas_dir / HISTORY_FOLDER))
 
 
-def freeze(schema_set: SchemaSet, history_dir: Path = HISTORY_DIR) -> list[Path]:
+def freeze(schema_set: SchemaSet, history_dir: Path) -> list[Path]:
     """Record the current schemas as released; returns the files it added."""
     history_dir.mkdir(parents=True, exist_ok=True)
     added = []

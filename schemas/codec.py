@@ -16,7 +16,7 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.validation import ValidationError, validate
 
-from labelstore.schemas.catalog import EventSchema, SchemaSet, load_schema_set
+from labelstore.schemas.catalog import EventSchema, SchemaSet
 from labelstore.schemas.exceptions import (
     CorruptMessageError,
     EncodeError,
@@ -40,7 +40,11 @@ class AvroCodec:
     """Encodes event records with the current schemas; decodes any known writer's records."""
 
     def __init__(self, schema_set: SchemaSet | None = None) -> None:
-        self.schema_set = schema_set or load_schema_set()
+        if schema_set is None:
+            from labelstore.repository import current
+
+            schema_set = current().schema_set
+        self.schema_set = schema_set
         self._writers = {fp: (s, parse_schema(dict(s.schema))) for fp, s in self.schema_set.writers().items()}
         self._current_by_name = {s.name: s for s in self.schema_set.current.values()}
 

@@ -1,13 +1,22 @@
-"""One real Kafka broker per test session; every test gets its own topics."""
+"""One real Kafka broker per test session; every test gets its own topics.
+
+The tests run on the fraud example repository (examples/fraud) unless a test makes its own:
+LABELSTORE_REPO points there for this process and the workers it starts.
+"""
 
 from __future__ import annotations
 
 import gc
+import os
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from labelstore.settings import KafkaSettings, LocalKafkaSettings, Settings, TopicSettings
+
+EXAMPLE_REPOSITORY = Path(__file__).resolve().parent.parent / "examples" / "fraud"
+os.environ["LABELSTORE_REPO"] = str(EXAMPLE_REPOSITORY)
 
 
 @pytest.fixture(scope="session")

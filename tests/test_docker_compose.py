@@ -22,6 +22,10 @@ def test_services_are_described():
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["processor"]["command"] == ["process"]
     assert services["materializer"]["command"] == ["materialize"]
+    assert services["apply"]["command"] == ["apply"]
+    for name in ("processor", "materializer", "apply", "labelstore"):  # one label repository, mounted
+        assert services[name]["environment"]["LABELSTORE_REPO"] == "/repo"
+        assert any(volume.endswith(":/repo") for volume in services[name]["volumes"])
 
 
 def test_docker_compose_accepts_the_file():

@@ -1,9 +1,9 @@
 """The rule catalog on any SQLAlchemy database (SQLite file by default, PostgreSQL in docker-compose).
 
 Opening a catalog brings its schema to the current revision (Alembic migrations in
-``migrations/``), so an existing catalog upgrades in place, keeping its rows. The built-in rules
-are added on first use. A rule version is immutable: adding the same name and version again with
-another expression is refused.
+``migrations/``), so an existing catalog upgrades in place, keeping its rows. A repository's rules
+are registered by ``labelstore apply``. A rule version is immutable: adding the same name and
+version again with another expression is refused.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session
 
 from labelstore.catalog.models import ActivationRow, RuleVersionRow
 from labelstore.errors import LabelstoreError
-from labelstore.rules.model import LabelRule, load_rules
+from labelstore.rules.model import LabelRule
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-BUILTIN_AUTHOR = "labelstore (built in)"
 
 
 class CatalogError(LabelstoreError):
@@ -53,8 +52,6 @@ class RuleCatalog:
         self.url = url
         self.engine: Engine = _engine(url)
         upgrade(self.engine, revision)
-        if revision == "head":
-            self._add_builtins()
 
     def add(self, rule: LabelRule, author: str) -> tuple[StoredRule, bool]:
         """Store a new version; returns it and whether it was new (the same content again is fine)."""
@@ -117,19 +114,14 @@ class RuleCatalog:
             return [_activation(row) for row in session.scalars(query)]
 
     def active_version(self, name: str) -> int | None:
-        """The version running online: the last activation, else the built-in version."""
+        """The version running online: the last activation, else the label's first version (a new
+        label runs its first version until an activation says otherwise, as the processor does)."""
         history = self.activations(name)
         if history:
             return history[-1].version
-        builtin = [r.version for r in load_rules() if r.name == name]
-        return builtin[0] if builtin else None
-
-    def _add_builtins(self) -> None:
-        for rule in load_rules():
-            with Session(self.engine) as session:
-                present = session.get(RuleVersionRow, (rule.name, rule.version)) is not None
-            if not present:
-                self.add(rule, BUILTIN_AUTHOR)
+        with Session(self.engine) as session:
+            return session.scalars(select(RuleVersionRow.version).where(RuleVersionRow.name == name)
+                                   .order_by(RuleVersionRow.version)).first()
 
     @staticmethod
     def _next_version(session: Session, name: str) -> int:

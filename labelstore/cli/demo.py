@@ -1,4 +1,5 @@
-"""`labelstore demo`: the whole flow on a real local broker, and demo data for your own experiments."""
+"""`labelstore demo`: the whole flow on a real local broker, with the demo data of the repository's
+``demo.py`` (the fraud example has one: `labelstore init DIR --example fraud`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
+from types import ModuleType
 
 import typer
 from rich.console import Console
@@ -16,63 +18,66 @@ from rich.table import Table
 
 from labelstore.cli._common import reported_errors
 from labelstore.errors import LabelstoreError
+from labelstore.repository import load_demo
 from labelstore.settings import Settings
 
 demo_app = typer.Typer(help="Demo data and an end-to-end demo on a local broker.", no_args_is_help=True)
 console = Console()
 CHUNK = 5_000
 
-OrdersOption = typer.Option(2_000, "--orders", min=0, help="Order lifecycles to generate.")
-ContentOption = typer.Option(500, "--content", min=0, help="Content lifecycles to generate.")
+SizeOption = typer.Option(2_500, "--size", min=0, help="Entity lifecycles to generate.")
 SeedOption = typer.Option(7, "--seed", help="Same seed, same events (ids included).")
 
 
 @demo_app.command("run")
-def run(orders: int = OrdersOption, content: int = ContentOption, seed: int = SeedOption) -> None:
-    """Broker, topics and a processor worker; demo events; then labels changing as events arrive."""
-    from labelstore.events.admin import ensure_topics
+def run(size: int = SizeOption, seed: int = SeedOption) -> None:
+    """Broker, `apply`, a processor worker; demo events; then labels changing as events arrive."""
     from labelstore.events.reader import count_records
     from labelstore.cli.kafka import ensure_broker
+    from labelstore.plan import apply_plan, make_plan
     from labelstore.processors.launcher import start_worker_process
 
     with reported_errors():
         settings = Settings()
+        demo = load_demo(settings.repository)
+        console.print(f"label repository: [bold]{settings.repository.root}[/]")
         console.print(f"Kafka: [bold]{ensure_broker(settings)}[/]")
-        ensure_topics(settings)
-        log_path = Path(".labelstore") / "demo-worker.log"
+        done = apply_plan(make_plan(settings.repository, settings), settings)
+        console.print(f"applied the repository: {len(done)} change(s) (topics, schema releases, rule versions)")
+        log_path = settings.repository.root / ".labelstore" / "demo-worker.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         worker = start_worker_process(settings, log_path, log_level="warning")
         console.print(f"processor worker started (pid {worker.pid}, log {log_path}), "
                       f"latest labels on http://{settings.processor.web_host}:{settings.processor.web_port}/labels/")
         try:
-            held = sum(count_records(settings, settings.topics.events_topic(e)) for e in settings.topics.entity_topics)
+            held = sum(count_records(settings, settings.topics.events_topic(e)) for e in settings.repository.entity_types)
             if held:
                 console.print(f"the event topics already hold {held:,} events: not publishing the demo data again")
             else:
-                _publish(settings, orders, content, seed)
-            stories = _live_stories(settings, worker)
+                _publish(settings, demo, size, seed)
+            stories = _live_stories(settings, demo, worker, log_path)
             _summary(settings)
-            _offline(settings, stories)
+            _offline(settings, demo, stories)
         finally:
             worker.terminate()
             worker.wait(30)
 
 
 @demo_app.command("publish")
-def publish(orders: int = OrdersOption, content: int = ContentOption, seed: int = SeedOption) -> None:
-    """Publish deterministic demo lifecycles to the configured cluster."""
+def publish(size: int = SizeOption, seed: int = SeedOption) -> None:
+    """Publish the repository's deterministic demo lifecycles to the configured cluster."""
     from labelstore.events.admin import ensure_topics
 
     with reported_errors():
         settings = Settings()
         ensure_topics(settings)
-        _publish(settings, orders, content, seed)
+        _publish(settings, load_demo(settings.repository), size, seed)
 
 
-def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
-    from labelstore.events.demo import generate
+def _publish(settings: Settings, demo: ModuleType, size: int, seed: int) -> None:
     from labelstore.events.publisher import Publisher
 
-    events = generate(orders, content, seed=seed)
+    events = demo.demo_events(size, seed=seed)
     published = 0
     started = perf_counter()
     with Publisher(settings) as publisher, Progress(console=console, transient=True) as progress:
@@ -81,64 +86,68 @@ def _publish(settings: Settings, orders: int, content: int, seed: int) -> None:
             published += len(publisher.publish_many(chunk))
             progress.update(task, advance=len(chunk))
     elapsed = perf_counter() - started
-    console.print(f"published {published:,} events ({orders:,} orders, {content:,} content items) "
+    console.print(f"published {published:,} events ({size:,} lifecycles) "
                   f"in {elapsed:.1f} s, {published / max(elapsed, 1e-9):,.0f} events/s, every one acknowledged")
 
 
-def _live_stories(settings: Settings, worker) -> list[str]:
-    """Replay the two seed orders event by event and show their labels from the processor."""
-    from labelstore.events.demo import seed_stories
+def _live_stories(settings: Settings, demo: ModuleType, worker, log_path: Path) -> list[tuple[str, str]]:
+    """Replay the demo's stories event by event and show the label the processor serves after each."""
     from labelstore.events.publisher import Publisher
     from labelstore.processors.client import LatestLabelsClient
 
     client = LatestLabelsClient(f"http://{settings.processor.web_host}:{settings.processor.web_port}")
+    label = demo.DEMO_LABEL
     suffix = f"-live-{datetime.now(UTC):%H%M%S}"
+    stories = demo.demo_stories(suffix)
     with Publisher(settings) as publisher:
-        for entity_id, events in seed_stories(suffix).items():
-            table = Table("event_time", "event", "what changed", "fraud label (live)", title=f"order {entity_id}")
+        for entity_id, events in stories.items():
+            entity_type = events[0].entity_type
+            table = Table("event_time", "event", "payload", f"{label} label (live)", title=f"{entity_type} {entity_id}")
             for event in events:
                 report = publisher.publish(event).result(timeout=60)
-                entity = _wait_until_folded(client, entity_id, report.offset, worker)
-                fraud = entity["labels"].get("fraud", {}).get("value") or "(none yet)"
-                changed = ", ".join(f"{k}={v}" for k, v in event.payload.model_dump(exclude_none=True).items()
-                                    if k != "shipping_address") or "shipping address"
-                table.add_row(f"{event.event_time:%Y-%m-%d %H:%M}", event.event_type, changed, f"[bold]{fraud}")
+                entity = _wait_until_folded(client, entity_type, entity_id, report.offset, worker, log_path)
+                value = entity["labels"].get(label, {}).get("value") or "(none yet)"
+                payload = ", ".join(f"{k}={v}" for k, v in event.payload.model_dump(exclude_none=True).items()
+                                    if not isinstance(v, dict))
+                table.add_row(f"{event.event_time:%Y-%m-%d %H:%M}", event.event_type, payload, f"[bold]{value}")
             console.print(table)
-    return list(seed_stories(suffix))
+    return [(events[0].entity_type, entity_id) for entity_id, events in stories.items()]
 
 
-def _offline(settings: Settings, stories: list[str]) -> None:
-    """Archive everything, then ask the warehouse what the fraud label was, on both time axes."""
+def _offline(settings: Settings, demo: ModuleType, stories: list[tuple[str, str]]) -> None:
+    """Archive everything, then ask the warehouse what the label was, on both time axes."""
     from labelstore.warehouse import Warehouse
     from labelstore.materializers.materializer import Materializer
     from labelstore.offline.asof import as_of
     from labelstore.offline.explain import explain
 
     stats = Materializer(settings).run(until_caught_up=True)
-    warehouse = Warehouse(settings.warehouse.path)
+    warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
     console.print(f"materialized {stats.records:,} records into {warehouse.root} (Parquet + labelstore.duckdb)")
-    entity_id = stories[0]
-    timeline = explain(warehouse, "order", entity_id)
-    table = Table("event", "event_time", "recorded_at", "fraud known_at=recorded_at", "fraud valid_at=event_time",
-                  title=f"as-of queries on order {entity_id}")
+    label = demo.DEMO_LABEL
+    entity_type, entity_id = stories[0]
+    timeline = explain(warehouse, entity_type, entity_id)
+    table = Table("event", "event_time", "recorded_at", f"{label} known_at=recorded_at", f"{label} valid_at=event_time",
+                  title=f"as-of queries on {entity_type} {entity_id}")
     for event in timeline.events:
-        known = as_of(warehouse, "fraud", entity_ids=[entity_id], known_at=event["recorded_at"]).to_pylist()[0]["value"]
-        valid = as_of(warehouse, "fraud", entity_ids=[entity_id], valid_at=event["event_time"]).to_pylist()[0]["value"]
+        known = as_of(warehouse, label, entity_ids=[entity_id], known_at=event["recorded_at"]).to_pylist()[0]["value"]
+        valid = as_of(warehouse, label, entity_ids=[entity_id], valid_at=event["event_time"]).to_pylist()[0]["value"]
         table.add_row(event["event_type"], f"{event['event_time']:%Y-%m-%d %H:%M}",
                       f"{event['recorded_at']:%H:%M:%S.%f}"[:-3], str(known), str(valid))
     console.print(table)
-    console.print("try: labelstore explain order " + entity_id + "   |   labelstore snapshot my-first --known-at <ISO time>")
+    console.print(f"try: labelstore explain {entity_type} {entity_id}   |   labelstore snapshot my-first --known-at <ISO time>")
 
 
-def _wait_until_folded(client, entity_id: str, offset: int, worker, timeout: float = 120.0) -> dict:
+def _wait_until_folded(client, entity_type: str, entity_id: str, offset: int, worker, log_path: Path,
+                       timeout: float = 120.0) -> dict:
     from labelstore.processors.client import ProcessorNotReadyError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if worker.poll() is not None:
-            raise LabelstoreError("the processor worker stopped: see .labelstore/demo-worker.log")
+            raise LabelstoreError(f"the processor worker stopped: see {log_path}")
         try:
-            entity = client.entity("order", entity_id)
+            entity = client.entity(entity_type, entity_id)
         except (OSError, ProcessorNotReadyError):
             entity = None  # the worker is still starting
         if entity is not None and entity["last_offset"] >= offset:

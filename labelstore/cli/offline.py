@@ -21,7 +21,8 @@ MaturityOption = typer.Option("all", "--maturity", help="all | mature (only matu
 def _warehouse():
     from labelstore.warehouse import Warehouse
 
-    return Warehouse(Settings().warehouse.path)
+    settings = Settings()
+    return Warehouse(settings.warehouse.path, repository=settings.repository)
 
 
 def asof(

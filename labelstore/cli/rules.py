@@ -26,6 +26,13 @@ def _catalog():
     return RuleCatalog(Settings().rules.catalog_url)
 
 
+def _warehouse():
+    from labelstore.warehouse import Warehouse
+
+    settings = Settings()
+    return Warehouse(settings.warehouse.path, repository=settings.repository)
+
+
 def _who(author: str | None) -> str:
     return author or getpass.getuser()
 
@@ -86,14 +93,13 @@ def show(name: str, version: int = typer.Option(None, "--version", "-v", help="D
 @rules_app.command("backfill")
 def backfill(name: str, version: int = typer.Option(..., "--version", "-v")) -> None:
     """Evaluate a rule version over the whole state history and store its label history."""
-    from labelstore.warehouse import Warehouse
     from labelstore.offline.backfill import backfill as run
 
     with reported_errors():
         rule = _catalog().get(name, version).rule
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"backfilling {rule.key}", total=1.0)
-            result = run(Warehouse(Settings().warehouse.path), rule,
+            result = run(_warehouse(), rule,
                          progress=lambda step, done: progress.update(task, completed=done, description=step))
         console.print(f"{rule.key}: {result.versions:,} label versions over {result.state_rows:,} states, "
                       f"evaluated in {result.seconds:.2f} s -> {result.path}")
@@ -110,14 +116,13 @@ def diff(
     png: Path = typer.Option(None, "--png", help="Also draw the confusion matrix and divergences per day."),
 ) -> None:
     """Compare two versions of a rule over the history: final labels, differing entities, first divergence."""
-    from labelstore.warehouse import Warehouse
     from labelstore.offline.diff import diff as run
     from labelstore.offline.diff import plot
 
     with reported_errors():
         catalog = _catalog()
         rule_a, rule_b = catalog.get(name, version_a).rule, catalog.get(name, version_b).rule
-        report = run(Warehouse(Settings().warehouse.path), rule_a, rule_b, start=_utc(start), end=_utc(end), sample=sample)
+        report = run(_warehouse(), rule_a, rule_b, start=_utc(start), end=_utc(end), sample=sample)
         values = sorted({v for pair in report.confusion for v in pair}, key=lambda v: (v is None, str(v)))
         matrix = Table(f"v{version_a} \\ v{version_b}", *map(str, values), title=f"{name}: final labels ({report.entities:,} entities)")
         for a in values:

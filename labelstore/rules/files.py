@@ -1,19 +1,20 @@
 """Rule files: YAML (the fields of ``LabelRule``) or SQL whose leading ``-- key: value`` comments
 give the fields and whose remaining text is the expression:
 
-    -- name: fraud
+    -- name: account_takeover
     -- version: 2
-    -- entity_type: order
-    -- description: false-positive tags count as negative
+    -- entity_type: account
+    -- description: a password reset after failed logins counts too
     CASE WHEN ... END
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
-from labelstore.declarations import load_declarations
+from labelstore.declarations import EntityDeclaration, load_declarations
 from labelstore.rules.exceptions import InvalidRuleError
 from labelstore.rules.model import LabelRule, parse_rule
 from labelstore.rules.validation import validate_rule
@@ -21,14 +22,15 @@ from labelstore.rules.validation import validate_rule
 HEADER = re.compile(r"^--\s*([a-z_]+)\s*:\s*(.*?)\s*$")
 
 
-def read_rule_file(path: Path) -> LabelRule:
-    """Parse and validate a rule file; errors name the file and the problem."""
+def read_rule_file(path: Path, declarations: Mapping[str, EntityDeclaration] | None = None) -> LabelRule:
+    """Parse and validate a rule file against the declarations (default: the current repository's);
+    errors name the file and the problem."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise InvalidRuleError(f"{path}: cannot read: {exc.strerror}") from None
     rule = _parse_sql(text, path.name) if path.suffix == ".sql" else parse_rule(text, origin=path.name)
-    declarations = load_declarations()
+    declarations = load_declarations() if declarations is None else declarations
     if rule.entity_type not in declarations:
         raise InvalidRuleError(f"{path.name}: unknown entity_type {rule.entity_type!r}; "
                                f"known: {', '.join(sorted(declarations))}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from labelstore.rules.exceptions import InvalidRuleError
 from labelstore.yamlfiles import parse_yaml_model
 
-BUILTIN_RULES_DIR = Path(__file__).parent / "builtin"
 ValueType = Literal["string", "boolean", "long", "double"]
 
 
@@ -39,5 +37,8 @@ def parse_rule(text: str, *, origin: str = "<rule>") -> LabelRule:
     return parse_yaml_model(LabelRule, text, origin=origin, error=InvalidRuleError)
 
 
-def load_rules(directory: Path = BUILTIN_RULES_DIR) -> list[LabelRule]:
-    return [parse_rule(path.read_text(), origin=path.name) for path in sorted(directory.glob("*.yaml"))]
+def load_rules() -> list[LabelRule]:
+    """The rules the current label repository starts with: each label's first version."""
+    from labelstore.repository import current
+
+    return current().initial_rules()

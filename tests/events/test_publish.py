@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from labelstore.events.demo import generate
+from tests.fraud_example import generate
 from labelstore.events.exceptions import InvalidEventError
-from labelstore.events.models import OrderClassified, OrderTagged
+from tests.fraud_example import model
 from labelstore.events.publisher import Publisher
 from labelstore.events.reader import read_events, read_raw
+
+OrderClassified = model('OrderClassified')
+OrderTagged = model('OrderTagged')
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -25,7 +28,7 @@ def faust_partition(key: bytes, partitions: int) -> int:
 
 
 def read_all(settings):
-    return [stored for entity in settings.topics.entity_topics
+    return [stored for entity in settings.repository.entity_types
             for stored in read_events(settings, settings.topics.events_topic(entity))]
 
 

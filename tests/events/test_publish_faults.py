@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from labelstore.events.admin import ensure_topics
-from labelstore.events.demo import generate
+from tests.fraud_example import generate, example_serializer
 from labelstore.events.exceptions import PublishError
 from labelstore.events.publisher import Publisher
 from labelstore.events.reader import read_raw
@@ -52,9 +52,8 @@ def test_broker_killed_mid_publish_fails_loudly_and_loses_nothing(own_broker):
 
     # Acknowledged means durable: after a restart, every acknowledged event is in the log.
     own_broker.start_node(0)
-    from labelstore.events.wire import EventSerializer
 
-    serializer = EventSerializer()
+    serializer = example_serializer()
     logged = {serializer.decode(value).event_id
               for _, value, *_ in read_raw(settings, settings.topics.events_topic("order"))}
     assert delivered_ids <= logged

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from labelstore.catalog.store import BUILTIN_AUTHOR, CatalogError, RuleCatalog, upgrade
+from labelstore.catalog.store import CatalogError, RuleCatalog, upgrade
 from labelstore.rules.exceptions import InvalidRuleError
 from labelstore.rules.files import read_rule_file
 from labelstore.rules.model import LabelRule
+from tests.fraud_example import EXAMPLE as REPOSITORY
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "rules" / "fraud.v2.sql"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "fraud" / "fraud.v2.sql"
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +40,22 @@ def database_url(request, tmp_path):
 
 @pytest.fixture
 def catalog(database_url):
-    return RuleCatalog(database_url)
+    """A catalog with the example repository's rules registered, as `labelstore apply` does."""
+    catalog = RuleCatalog(database_url)
+    for rule in REPOSITORY.rules:
+        catalog.add(rule, "apply")
+    return catalog
 
 
-def test_builtin_rules_are_in_a_new_catalog_and_active(catalog):
-    assert {(s.rule.name, s.rule.version, s.author) for s in catalog.versions()} >= {("fraud", 1, BUILTIN_AUTHOR)}
-    assert catalog.active_version("fraud") == 1
+def test_a_new_catalog_is_empty_and_a_new_label_runs_its_first_version(database_url):
+    catalog = RuleCatalog(database_url)
+    assert catalog.versions() == [] and catalog.active_version("fraud") is None
+    v2 = read_rule_file(EXAMPLE)
+    catalog.add(v2, "ana")
+    catalog.add(v2.model_copy(update={"version": 1}), "ana")
+    assert catalog.active_version("fraud") == 1  # the first version, until an activation says otherwise
+    catalog.record_activation("fraud", 2, "ana")
+    assert catalog.active_version("fraud") == 2
 
 
 def test_a_rule_version_is_immutable(catalog):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fraud_example import EXAMPLE
 from labelstore.declarations import DeclarationError, check_against_schemas, load_declarations, parse_declaration
 from labelstore.schemas.catalog import load_schema_set
 
-SCHEMAS = load_schema_set()
+SCHEMAS = load_schema_set(EXAMPLE.schemas_dir)
 
 
 def check(text: str) -> None:

@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Producer
 
-from labelstore.events.demo import generate
+from tests.fraud_example import generate, example_serializer
 from labelstore.events.publisher import producer_config
 from labelstore.events.reader import read_raw
-from labelstore.events.wire import EventSerializer
 from labelstore.labels import Cause, LabelVersion
 from labelstore.settings import WarehouseSettings
 from labelstore.warehouse import Warehouse
@@ -38,7 +37,7 @@ def produce(settings, topic, records) -> None:
 
 
 def demo_records(orders: int, content: int) -> dict[str, list[tuple[bytes, bytes]]]:
-    serializer = EventSerializer()
+    serializer = example_serializer()
     by_type: dict[str, list] = {"order": [], "content": []}
     for event in generate(orders, content, seed=3):
         by_type[event.entity_type].append((event.entity_id.encode(), serializer.encode(event)))
@@ -78,7 +77,7 @@ def test_archives_events_and_versions_once_and_skips_bad_records(settings, tmp_p
         ("order-1", "positive"), ("order-2", "negative")]
     # The archived bytes are the published ones.
     archived = dict(connection.execute("SELECT event_id, avro FROM events").fetchall())
-    published = {str(EventSerializer().decode(v).event_id): v for v, in [(v,) for _, v in records["content"]]}
+    published = {str(example_serializer().decode(v).event_id): v for v, in [(v,) for _, v in records["content"]]}
     assert all(archived[event_id] == value for event_id, value in published.items())
 
     # Nothing new: a second run archives nothing and duplicates nothing.
@@ -100,7 +99,7 @@ def test_the_duckdb_file_has_the_views(settings, tmp_path):
 @pytest.mark.fault
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(settings, tmp_path):
     """200k records, the materializer killed with SIGKILL after a few commits, then resumed."""
-    serializer, topic = EventSerializer(), settings.topics.events_topic("order")
+    serializer, topic = example_serializer(), settings.topics.events_topic("order")
     events = [e for e in generate(82_000, 0, seed=11)]
     produce(settings, topic, [(e.entity_id.encode(), serializer.encode(e)) for e in events])
     expected = {(p, o) for _, _, p, o, _, _ in read_raw(settings, topic)}

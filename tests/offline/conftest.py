@@ -14,7 +14,7 @@ from labelstore.materializers.materializer import Materializer
 
 def processed_everything(settings: Settings) -> bool:
     """The worker's group has committed the end of every event partition (so its outputs are out)."""
-    topics = [settings.topics.events_topic(e) for e in settings.topics.entity_topics]
+    topics = [settings.topics.events_topic(e) for e in settings.repository.entity_types]
     try:
         ends = end_offsets(settings, {t: list(range(settings.kafka.partitions)) for t in topics})
     except KafkaException:  # e.g. NOT_LEADER_FOR_PARTITION while a new topic's metadata settles

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 
 from labelstore.events.admin import ensure_topics
-from labelstore.events.demo import generate
-from labelstore.events.models import OrderUpdated
+from tests.fraud_example import generate
+from tests.fraud_example import model
 from labelstore.events.publisher import Publisher
 from labelstore.declarations import load_declarations
 from labelstore.rules.model import load_rules
@@ -28,6 +28,8 @@ from tests.conftest import settings_for
 from tests.offline.conftest import materialize
 from tests.processors.test_core import ADDRESS, classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, with_processor
+
+OrderUpdated = model('OrderUpdated')
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1, T2, T3 = T0 + timedelta(hours=1), T0 + timedelta(hours=2), T0 + timedelta(hours=3)

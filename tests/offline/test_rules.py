@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from labelstore.events.admin import ensure_topics
-from labelstore.events.demo import generate
+from tests.fraud_example import generate
 from labelstore.events.publisher import Publisher
 from labelstore.catalog.activation import ActivationRecord, publish_activation
 from labelstore.catalog.store import RuleCatalog
@@ -30,7 +30,7 @@ from tests.offline.conftest import materialize, processed_everything
 from tests.processors.test_core import classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, with_processor
 
-V2 = Path(__file__).parents[2] / "examples" / "rules" / "fraud.v2.sql"
+V2 = Path(__file__).parents[2] / "examples" / "fraud" / "fraud.v2.sql"
 T0 = datetime(2026, 4, 1, tzinfo=UTC)
 SUFFIX = uuid4().hex[:6]
 BEFORE, AFTER = f"fp-before-{SUFFIX}", f"fp-after-{SUFFIX}"
@@ -56,6 +56,8 @@ def world(kafka_cluster, tmp_path_factory):
     settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), directory / "data")
     ensure_topics(settings)
     catalog = RuleCatalog(f"sqlite:///{directory / 'catalog.sqlite'}")
+    for rule in settings.repository.rules:
+        catalog.add(rule, "apply")
     v2, _ = catalog.add(read_rule_file(V2), "ana")
     worker = WorkerProcess(settings, directory / "worker.log").start()
     try:

@@ -6,14 +6,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from labelstore.events.models import OrderClassified, OrderCreated, OrderTagged, OrderUntagged, OrderUpdated
-from labelstore.events.wire import EventSerializer
+from tests.fraud_example import model, example_serializer
 from labelstore.declarations import load_declarations
 from labelstore.rules.model import load_rules
 from labelstore.processors.core import EntityProcessor, RawMessage
 
+OrderClassified = model('OrderClassified')
+OrderCreated = model('OrderCreated')
+OrderTagged = model('OrderTagged')
+OrderUntagged = model('OrderUntagged')
+OrderUpdated = model('OrderUpdated')
+
 T1 = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
-SERIALIZER = EventSerializer()
+SERIALIZER = example_serializer()
 ADDRESS = {"line1": "1 Quiet Lane", "city": "Berlin", "postal_code": "10115", "country": "DE"}
 
 

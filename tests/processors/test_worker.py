@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 
 from labelstore.events.admin import ensure_topics
-from labelstore.events.models import ManualReviewDecided, OrderUpdated
+from tests.fraud_example import model, example_serializer
 from labelstore.events.publisher import Publisher, producer_config
 from labelstore.events.reader import read_raw
 from labelstore.processors.client import LatestLabelsClient
@@ -18,6 +18,9 @@ from labelstore.processors.latest_view import LatestLabelsView
 from tests.conftest import settings_for
 from tests.processors.test_core import ADDRESS, classified, created, tagged
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
+
+ManualReviewDecided = model('ManualReviewDecided')
+OrderUpdated = model('OrderUpdated')
 
 T1 = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
 
@@ -125,9 +128,8 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_are_labell
     orders = [unique("order") for _ in range(5)]
     raw = Producer(producer_config(settings))
     bad = [(b"x1", b"not avro at all"), (b"x2", b"\xc3\x01" + bytes(8)), (None, b"\xc3\x01"), (b"x4", b"")]
-    from labelstore.events.wire import EventSerializer
 
-    serializer = EventSerializer()
+    serializer = example_serializer()
     good_event = classified(orders[0], T1, "FRAUD")
     wrong_key = (b"someone-else", serializer.encode(good_event))
     for index, order in enumerate(orders):

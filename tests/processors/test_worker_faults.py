@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 
 from labelstore.events.admin import ensure_topics
-from labelstore.events.demo import generate
+from tests.fraud_example import generate
 from labelstore.events.publisher import Publisher
 from labelstore.events.reader import count_records, read_raw
 from labelstore.declarations import load_declarations
@@ -127,7 +127,7 @@ def test_losing_a_broker_mid_stream_loses_no_event_and_no_label_version(tmp_path
             # The broker leading the rules topic: workers then also lose the rules partition's leader.
             cluster.stop_node(rules_leader_index(cluster, settings), kill=True)
             publish(settings, iter(events[15_000:]))  # while the broker is down
-            held = sum(count_records(settings, settings.topics.events_topic(e)) for e in settings.topics.entity_topics)
+            held = sum(count_records(settings, settings.topics.events_topic(e)) for e in settings.repository.entity_types)
             assert held == len(events)
             expected = uninterrupted_versions(settings)
             emitted = wait_for_all(worker, expected, timeout=300)

@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.fraud_example import EXAMPLE
 from labelstore.schemas.catalog import EventSchema, SchemaSet, compose_event_schema, load_schema_set
 from labelstore.schemas.codec import MAGIC, AvroCodec
 from labelstore.schemas.exceptions import (
@@ -86,7 +87,7 @@ def _with_payload(schema_set: SchemaSet, event_type: str, payload: dict) -> Sche
 
 
 def test_old_writer_is_resolved_to_the_current_reader():
-    current = load_schema_set()
+    current = load_schema_set(EXAMPLE.schemas_dir)
     payload = json.loads(json.dumps(current.current["OrderTagged"].schema["fields"][-1]["type"]))
     old_payload = {**payload, "fields": [f for f in payload["fields"] if f["name"] != "team"]}
     old = _with_payload(current, "OrderTagged", old_payload)
@@ -104,7 +105,7 @@ def test_old_writer_is_resolved_to_the_current_reader():
 
 
 def test_event_type_unknown_to_the_reader():
-    full = load_schema_set()
+    full = load_schema_set(EXAMPLE.schemas_dir)
     without = SchemaSet(current={k: v for k, v in full.current.items() if k != "ReviewerVerdict"}, released={s.fingerprint: s for s in full.current.values()})
     data = AvroCodec(full).encode("ReviewerVerdict", {**classified(), "entity_type": "content", "event_type": "ReviewerVerdict",
                                                        "payload": {"verdict": "OK", "reviewer": "r1"}})

@@ -2,6 +2,7 @@ import copy
 
 import pytest
 
+from tests.fraud_example import EXAMPLE
 from labelstore.schemas.catalog import EventSchema, SchemaSet, load_schema_set
 from labelstore.schemas.compat import check_schema_set, compatibility_problems
 from labelstore.schemas.exceptions import IncompatibleSchemaError
@@ -9,7 +10,7 @@ from labelstore.schemas.exceptions import IncompatibleSchemaError
 
 @pytest.fixture(scope="module")
 def tagged():
-    return load_schema_set().current["OrderTagged"].schema
+    return load_schema_set(EXAMPLE.schemas_dir).current["OrderTagged"].schema
 
 
 def _edit_payload(schema, edit):
@@ -56,7 +57,7 @@ def test_removed_event_type_is_refused(tagged):
 
 
 def test_the_shipped_schemas_are_compatible_with_every_release():
-    schema_set = load_schema_set()
+    schema_set = load_schema_set(EXAMPLE.schemas_dir)
     assert schema_set.released, "schemas/history is empty: run `labelstore schemas freeze`"
     check_schema_set(schema_set)
     unreleased = [s.event_type for s in schema_set.current.values() if s.fingerprint not in schema_set.released]

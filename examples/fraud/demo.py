@@ -1,4 +1,7 @@
-"""Deterministic demo data: realistic order and content lifecycles, merged in event-time order.
+"""This repository's demo data: realistic order and content lifecycles, merged in event-time order.
+
+``labelstore demo`` runs the hooks at the end of this file (``demo_events``, ``demo_stories``,
+``DEMO_LABEL``); events are built with the models labelstore generates from ``schemas/``.
 
 The same ``orders``, ``content`` and ``seed`` always give the same events, ids included. Two
 orders reproduce the cases labelstore exists for:
@@ -12,14 +15,18 @@ orders reproduce the cases labelstore exists for:
 from __future__ import annotations
 
 import heapq
+import functools
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from random import Random
 from typing import Any
 from uuid import UUID
 
-from labelstore.events.models import EVENT_MODELS, Event
+from labelstore.events.models import Event
+from labelstore.events.typed import EventTypes
+from labelstore.repository import current
 
 SEED_ADDRESS_CHANGE = "order-seed-address-change"
 SEED_FALSE_NEGATIVE = "order-seed-false-negative"
@@ -187,7 +194,30 @@ def _merge_by_time(timelines: Iterator[list[Planned]]) -> Iterator[Planned]:
         yield heapq.heappop(pending)
 
 
+@functools.cache
+def _event_types() -> EventTypes:
+    return current(Path(__file__).parent).event_types
+
+
 def _build(planned: Iterator[Planned], rng: Random) -> Iterator[Event]:
+    models = _event_types()
     for when, _, entity_id, event_type, source, payload in planned:
         event_id = UUID(int=rng.getrandbits(128), version=4)
-        yield EVENT_MODELS[event_type](event_id=event_id, entity_id=entity_id, event_time=when, source=source, payload=payload)
+        yield models.model(event_type)(event_id=event_id, entity_id=entity_id, event_time=when, source=source,
+                                       payload=payload)
+
+
+# --- the hooks `labelstore demo` calls ----------------------------------------------------------
+
+DEMO_LABEL = "fraud"  # the label the live replay shows after each event
+
+
+def demo_events(size: int, *, seed: int = 7) -> Iterator[Event]:
+    """``size`` lifecycles: four orders for every content item."""
+    content = size // 5
+    return generate(size - content, content, seed=seed)
+
+
+def demo_stories(suffix: str = "") -> dict[str, list[Event]]:
+    """Entities whose events the demo replays one by one, showing the label after each."""
+    return seed_stories(suffix)

@@ -1,0 +1,1 @@
+"""Example label repositories, shipped for `labelstore init DIR --example NAME`."""
