@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 import os
 import shutil
 import subprocess
@@ -134,3 +135,34 @@ def test_a_registered_rule_version_may_not_change(repo):
     path.write_text(path.read_text().replace("THEN 'positive'", "THEN 'yes'"))
     plan = plan_of(repo, catalog)
     assert not plan.ok and "fraud v1 is registered with other content" in plan.problems[0]
+
+
+def test_settings_come_from_the_repository_and_the_environment_overrides_them(repo, monkeypatch, tmp_path):
+    config = repo / "labelstore.yaml"
+    config.write_text(config.read_text().replace("path: warehouse", "path: data/wh")
+                      + "processor:\n  web_port: 7001\n  batch_size: 50\n")
+    monkeypatch.chdir(repo / "entities")  # found from a subfolder, like git
+    monkeypatch.delenv("LABELSTORE_REPO")
+    monkeypatch.setenv("LABELSTORE_PROCESSOR__WEB_PORT", "7002")
+    settings = Settings()
+    assert settings.repo == repo.resolve() and settings.project == "fraud"
+    assert settings.warehouse.path == (repo / "data" / "wh").resolve()
+    assert (settings.processor.web_port, settings.processor.batch_size) == (7002, 50)
+    assert settings.repository.entity_types == ["content", "order"]
+    monkeypatch.chdir(tmp_path)
+    assert Settings().repo is None  # no repository here: defaults only
+    with pytest.raises(NoRepositoryError, match="no label repository here"):
+        _ = Settings().repository
+
+
+def test_codegen_writes_importable_typed_classes(repo, tmp_path):
+    assert labelstore("codegen", "-o", str(tmp_path / "fraud_events.py"), cwd=repo, repo=str(repo)).returncode == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import fraud_events
+    finally:
+        sys.path.remove(str(tmp_path))
+    model = fraud_events.EVENT_MODELS["OrderTagged"]
+    event = model(entity_id="o-1", event_time=datetime(2026, 1, 1, tzinfo=UTC), source="crm",
+                  payload={"tag": "vip", "team": "crm"})
+    assert event.to_record()["payload"] == {"tag": "vip", "team": "crm"}
