@@ -50,7 +50,11 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether a broker could listen on the port. SO_REUSEADDR as Kafka's own sockets have it: the
+    connections of a broker that just stopped sit in TIME_WAIT on its port for about a minute,
+    which would make a plain bind fail although nothing listens there."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

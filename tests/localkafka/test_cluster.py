@@ -71,3 +71,23 @@ def test_three_node_cluster_keeps_accepting_writes_with_one_node_down(tmp_path):
         assert produce(1_000) == 1_000  # 2 of 3 replicas in sync: min.insync.replicas holds
         cluster.start_node(2)
         assert len(admin.list_topics(timeout=10).brokers) == 3
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("count", [1, 3])
+def test_down_then_up_at_once_on_the_same_ports(tmp_path, count):
+    """A stopped broker's connections linger in TIME_WAIT on its port; starting again must work."""
+    cluster = LocalKafkaCluster(LocalKafkaSettings(), nodes=count, data_dir=tmp_path).start()
+    ports = [node.port for node in cluster.nodes]
+    # A client still connected when the brokers stop: they close first, so TIME_WAIT is on their side.
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    assert len(admin.list_topics(timeout=30).brokers) == count
+    cluster.stop()
+    del admin
+    again = LocalKafkaCluster(LocalKafkaSettings(), nodes=count, data_dir=tmp_path)
+    assert [node.port for node in again.nodes] == ports  # the same ports, as `labelstore kafka up` reuses them
+    again.start()
+    try:
+        assert len(AdminClient({"bootstrap.servers": again.bootstrap_servers}).list_topics(timeout=30).brokers) == count
+    finally:
+        again.stop()
