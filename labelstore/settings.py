@@ -102,6 +102,8 @@ class ProcessorSettings(_Group):
     session_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, description="longest a fetch waits for new events")
     validate_payloads: bool = True
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="after SIGTERM, exit at the latest this long later, whatever the brokers do")
 
 
 class WarehouseSettings(_Group):
@@ -110,6 +112,8 @@ class WarehouseSettings(_Group):
     path: Path = Field(default_factory=lambda: Path("warehouse"))
     flush_records: int = Field(default=100_000, ge=1, description="records buffered before a commit, at most")
     flush_interval_s: float = Field(default=5.0, gt=0, description="longest a record waits for a commit")
+    shutdown_timeout_s: float = Field(
+        default=30.0, gt=0, description="after SIGTERM, exit at the latest this long later, whatever the brokers do")
 
 
 class RulesSettings(_Group):

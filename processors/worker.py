@@ -8,6 +8,7 @@ import os
 import faust
 
 from labelstore.settings import Settings
+from labelstore.shutdown import arm_stop_deadline
 from labelstore.processors.app import create_app
 
 QUIET_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "asyncio", "aiohttp", "rocksdict")
@@ -21,7 +22,22 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     bound_fetch_wait(settings.processor.fetch_max_wait_ms)
     _ensure_output_topics(settings)
     app = create_app(settings, on_crash=_exit_for_restart)
-    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+    _BoundedStopWorker(app, stop_within_s=settings.processor.shutdown_timeout_s, loglevel="WARNING",
+                       quiet=True).execute_from_commandline()
+
+
+class _BoundedStopWorker(faust.Worker):
+    """Faust's worker, whose stop after a signal ends within ``stop_within_s`` (see ``labelstore.shutdown``)."""
+
+    def __init__(self, *args, stop_within_s: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_within_s = stop_within_s
+        self._deadline = None
+
+    def _schedule_shutdown(self, signal) -> None:  # mode's hook for SIGTERM and SIGINT
+        if self._deadline is None:
+            self._deadline = arm_stop_deadline(self._stop_within_s, "the processor worker")
+        super()._schedule_shutdown(signal)
 
 
 def _ensure_output_topics(settings: Settings) -> None:

@@ -22,10 +22,18 @@ def materialize(
     from labelstore.materializers.materializer import Materializer
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from labelstore.shutdown import arm_stop_deadline
+
     stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     with reported_errors():
         settings = Settings()
+
+        def request_stop(*_: object) -> None:
+            if not stopping:
+                arm_stop_deadline(settings.warehouse.shutdown_timeout_s, "the materializer")
+            stopping.append(True)
+
+        signal.signal(signal.SIGTERM, request_stop)
         materializer = Materializer(settings)
         try:
             stats = materializer.run(until_caught_up=until_caught_up, should_stop=lambda: bool(stopping))
