@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 
 import faust
 
@@ -19,6 +21,9 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     # Faust leaves its loggers at DEBUG; each debug call on the hot path still builds a record.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # A worker that seems stuck explains itself: SIGQUIT prints every thread's stack to its log
+    # (even when the event loop is blocked); SIGUSR1 prints the asyncio tasks (mode's handler).
+    faulthandler.register(signal.SIGQUIT, all_threads=True)
     bound_fetch_wait(settings.processor.fetch_max_wait_ms)
     _ensure_output_topics(settings)
     app = create_app(settings, on_crash=_exit_for_restart)

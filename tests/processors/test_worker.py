@@ -150,3 +150,15 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_good_ones_are_labell
     reasons = sorted(dict(headers)[ERROR_TYPE].decode() for *_, headers in dead)
     assert reasons == ["CorruptMessageError", "CorruptMessageError", "UnknownSchemaError", "key-mismatch", "missing-key"]
     assert all(int(dict(headers)[SOURCE_OFFSET]) >= 0 for *_, headers in dead)
+
+
+def test_a_worker_prints_its_threads_stacks_on_sigquit_and_keeps_running(worker):
+    import signal
+    import time
+
+    before = worker.log_path.stat().st_size
+    worker.process.send_signal(signal.SIGQUIT)
+    wait_for(lambda: b"Thread 0x" in worker.log_path.read_bytes()[before:], timeout=10, worker=worker)
+    time.sleep(1)
+    worker.assert_alive()
+    assert b"most recent call first" in worker.log_path.read_bytes()[before:]
