@@ -31,7 +31,6 @@ class EntityFold:
     def __init__(self, declaration: EntityDeclaration) -> None:
         self.declaration = declaration
         self._width = len(declaration.fields)
-        self.event_types = frozenset(declaration.events)
         self._steps: dict[str, tuple[Step, ...]] = {
             event_type: tuple(_compile(op, declaration) for op in declaration.operations(event_type))
             for event_type in declaration.events

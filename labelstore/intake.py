@@ -7,6 +7,8 @@ processor folded.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
@@ -16,8 +18,11 @@ from labelstore.schemas.codec import AvroCodec, DecodedEvent
 from labelstore.schemas.exceptions import DecodeError
 
 if TYPE_CHECKING:
+    from labelstore.declarations import EntityDeclaration
     from labelstore.events.typed import EventTypes
+    from labelstore.repository import RepositoryWatch
 
+log = logging.getLogger("labelstore.intake")
 
 # Rejections a worker may owe to its own copy of the repository being older than the writer's:
 # it looks at the repository again before it dead-letters such a record.
@@ -67,3 +72,48 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
         return Rejection("unfoldable-event",
                          f"entity {entity_type!r} declares no operations for event type {decoded.event_type!r}")
     return decoded
+
+
+class Admission:
+    """``admit`` with the repository as this process knows it, for the processor and the archive alike.
+
+    A record of a schema, event type or declaration this process does not know yet makes it look
+    at its repository once more (``RepositoryWatch``) and try again before refusing it: after
+    `labelstore apply` released a new event type or field, a running worker and the materializer
+    read it instead of dead-lettering it, and go on agreeing on which records are events.
+    ``on_reload`` hears of every repository taken up (the processor rebuilds its fold and rules).
+    """
+
+    def __init__(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration], *,
+                 validate_payloads: bool = True, watch: RepositoryWatch | None = None,
+                 on_reload: Callable[[Mapping[str, EntityDeclaration]], None] | None = None) -> None:
+        self.validate_payloads = validate_payloads
+        self.watch = watch
+        self.on_reload = on_reload
+        self._use(codec, declarations)
+
+    def admit(self, entity_type: str, key: bytes | None, value: bytes | None) -> DecodedEvent | Rejection:
+        admitted = self._admit(entity_type, key, value)
+        if isinstance(admitted, Rejection) and admitted.error_type in UNKNOWN_TO_THIS_WORKER and self._reload():
+            admitted = self._admit(entity_type, key, value)
+        return admitted
+
+    def _admit(self, entity_type: str, key: bytes | None, value: bytes | None) -> DecodedEvent | Rejection:
+        return admit(entity_type, key, value, self.codec, event_types=self.event_types,
+                     foldable=self._foldable.get(entity_type, frozenset()))
+
+    def _use(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration]) -> None:
+        self.codec = codec
+        self.event_types = event_types_of(codec) if self.validate_payloads else None
+        self._foldable = {entity_type: frozenset(d.events) for entity_type, d in declarations.items()}
+
+    def _reload(self) -> bool:
+        """Take up the repository as it is now on disk, if it changed; True if it did."""
+        repository = self.watch.refreshed() if self.watch is not None else None
+        if repository is None:
+            return False
+        log.info("label repository changed: reading events with its current schemas and declarations")
+        self._use(repository.codec, repository.declarations)
+        if self.on_reload is not None:
+            self.on_reload(repository.declarations)
+        return True

@@ -13,11 +13,11 @@ import pyarrow as pa
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import to_epoch_ms
-from labelstore.intake import UNKNOWN_TO_THIS_WORKER, Rejection, admit, event_types_of
+from labelstore.intake import Admission, Rejection
 from labelstore.repository import RepositoryWatch
 from labelstore.labels import LabelVersion
 from labelstore.warehouse import DATASETS, value_text
-from labelstore.schemas.codec import AvroCodec, DecodedEvent
+from labelstore.schemas.codec import AvroCodec
 
 Folder = tuple[str, tuple[tuple[str, str], ...]]  # (dataset, ((partition column, value), ...))
 
@@ -59,30 +59,14 @@ class RowMaker:
                  validate_payloads: bool = True, codec: AvroCodec | None = None,
                  watch: RepositoryWatch | None = None) -> None:
         self.entity_types = {topic: entity_type for entity_type, topic in entity_topics.items()}
-        self.validate_payloads = validate_payloads
-        self.watch = watch
-        self._use(codec or AvroCodec(), declarations)
-
-    def _use(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration]) -> None:
-        self.codec = codec
-        self.event_types = event_types_of(codec) if self.validate_payloads else None
-        self.foldable = {e: frozenset(d.events) for e, d in declarations.items()}
-
-    def _reload(self) -> bool:
-        """As the processor does: a record this archive does not know yet may be of a new release."""
-        repository = self.watch.refreshed() if self.watch is not None else None
-        if repository is None:
-            return False
-        self._use(repository.codec, repository.declarations)
-        return True
+        self.admission = Admission(codec or AvroCodec(), declarations, validate_payloads=validate_payloads,
+                                   watch=watch)
 
     def event(self, topic: str, partition: int, offset: int, timestamp_ms: int, key: bytes | None,
               value: bytes | None) -> tuple[Folder, dict] | None:
         """The archive row of an event; None for a record the processor sends to the dead-letter topic."""
         entity_type = self.entity_types[topic]
-        decoded = self._admit(entity_type, key, value)
-        if isinstance(decoded, Rejection) and decoded.error_type in UNKNOWN_TO_THIS_WORKER and self._reload():
-            decoded = self._admit(entity_type, key, value)
+        decoded = self.admission.admit(entity_type, key, value)
         if isinstance(decoded, Rejection):
             return None
         record = decoded.record
@@ -93,10 +77,6 @@ class RowMaker:
             "topic": topic, "partition": partition, "offset": offset, "avro": value,
         }
         return ("events", (("entity_type", decoded.entity_type), ("date", _date(timestamp_ms)))), row
-
-    def _admit(self, entity_type: str, key: bytes | None, value: bytes | None) -> DecodedEvent | Rejection:
-        return admit(entity_type, key, value, self.codec, event_types=self.event_types,
-                     foldable=self.foldable.get(entity_type, frozenset()))
 
     def label_version(self, value: bytes | None) -> tuple[Folder, dict] | None:
         if value is None:

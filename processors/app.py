@@ -55,7 +55,7 @@ def create_app(
         entity_rules = [rule for rule in rules if rule.entity_type == entity_type]
         watch = RepositoryWatch(settings.repository) if from_repository else None
         processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads,
-                                    rulebook=rulebook, codec=settings.repository.codec if from_repository else None,
+                                    rulebook=rulebook, codec=settings.repository.codec,
                                     watch=watch)
         tables[entity_type] = app.Table(
             f"{entity_type}-state", partitions=settings.kafka.partitions, **RAW_TABLE

@@ -10,8 +10,8 @@ Steps for each batch:
 4. walk the states in log order and emit a version for every label whose value changed.
 
 A record whose schema or event type the worker does not know yet makes it look at its label
-repository once more (``RepositoryWatch``): after `labelstore apply` released a new event type or
-field, the worker reads it rather than dead-letter it, without a restart.
+repository once more (``labelstore.intake.Admission``): after `labelstore apply` released a new
+event type or field, the worker reads it rather than dead-letter it, without a restart.
 
 The caller must make the versions and dead letters durable *before* it stores the entity records:
 then a record in the store implies its versions are in Kafka, and a replay re-emits (same
@@ -21,7 +21,6 @@ then a record in the store implies its versions are in Kafka, and a replay re-em
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-import logging
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,7 +28,7 @@ import orjson
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
-from labelstore.intake import UNKNOWN_TO_THIS_WORKER, Rejection, admit, event_types_of
+from labelstore.intake import Admission, Rejection
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
@@ -39,7 +38,6 @@ from labelstore.schemas.codec import AvroCodec, DecodedEvent
 
 # Distinct rule inputs whose label values an evaluator remembers (see ``RuleEvaluator``).
 RULE_INPUTS_REMEMBERED = 65_536
-log = logging.getLogger("labelstore.processor")
 
 
 class RawMessage(NamedTuple):  # built per event: a tuple costs ~0.7 us, a frozen dataclass ~2.4 us
@@ -89,29 +87,17 @@ class EntityProcessor:
         self.evaluator = RuleEvaluator(declaration, self.rules, cache_size=RULE_INPUTS_REMEMBERED)
         self._evaluators = {_versions(self.rules): self.evaluator}
         self.rulebook = rulebook
-        self.codec = codec or AvroCodec()
-        self.validate_payloads = validate_payloads
-        self.event_types = event_types_of(self.codec) if validate_payloads else None
-        self.watch = watch
+        self.admission = Admission(codec or AvroCodec(), {self.entity_type: declaration},
+                                   validate_payloads=validate_payloads, watch=watch, on_reload=self._take_up)
 
-    def _admit(self, message: RawMessage) -> DecodedEvent | Rejection:
-        return admit(self.entity_type, message.key, message.value, self.codec, event_types=self.event_types,
-                     foldable=self.fold.event_types)
-
-    def _reload(self) -> bool:
-        """Take up the repository as it is now on disk, if it changed; True if it did."""
-        repository = self.watch.refreshed() if self.watch is not None else None
-        declaration = repository.declarations.get(self.entity_type) if repository is not None else None
-        if declaration is None:
-            return False
-        log.info("label repository changed: reading %s events with the current schemas and declaration",
-                 self.entity_type)
+    def _take_up(self, declarations: Mapping[str, EntityDeclaration]) -> None:
+        """The repository changed on disk (see ``Admission``): fold and evaluate with its declaration."""
+        declaration = declarations.get(self.entity_type)
+        if declaration is None or declaration == self.declaration:
+            return
         self.declaration, self.fold = declaration, EntityFold(declaration)
-        self.codec = repository.codec
-        self.event_types = event_types_of(self.codec) if self.validate_payloads else None
         self.evaluator = RuleEvaluator(declaration, self.rules, cache_size=RULE_INPUTS_REMEMBERED)
         self._evaluators = {_versions(self.rules): self.evaluator}
-        return True
 
     def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None], *,
                 wait_for_rules: bool = True) -> BatchResult:
@@ -183,9 +169,7 @@ class EntityProcessor:
         return folded
 
     def _decode(self, message: RawMessage, result: BatchResult) -> DecodedEvent | None:
-        admitted = self._admit(message)
-        if isinstance(admitted, Rejection) and admitted.error_type in UNKNOWN_TO_THIS_WORKER and self._reload():
-            admitted = self._admit(message)
+        admitted = self.admission.admit(self.entity_type, message.key, message.value)
         if isinstance(admitted, Rejection):
             result.dead_letters.append(DeadLetter(message, admitted.error_type, admitted.reason))
             return None
