@@ -166,7 +166,7 @@ def _rule_changes(plan: Plan, rules: Sequence[LabelRule], catalog: RuleCatalog) 
             stored = catalog.get(rule.name, rule.version)
         except CatalogError:
             plan.new_rules.append(rule)
-            later = " (activate with `labelstore rules activate`)" if _has_versions(catalog, rule.name) else \
+            later = " (activate with `labelstore rules activate`)" if catalog.versions(rule.name) else \
                 " (a new label: its first version runs once applied)"
             changes.append(Change("rule", rule.key, "add", f"{rule.entity_type}, returns {rule.value_type}{later}"))
             continue
@@ -176,7 +176,3 @@ def _rule_changes(plan: Plan, rules: Sequence[LabelRule], catalog: RuleCatalog) 
         else:
             changes.append(Change("rule", rule.key, "keep"))
     return changes
-
-
-def _has_versions(catalog: RuleCatalog, name: str) -> bool:
-    return bool(catalog.versions(name))

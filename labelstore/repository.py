@@ -143,11 +143,12 @@ class Repository:
 
         return AvroCodec(self.schema_set)
 
-    @cached_property
+    @property
     def event_types(self) -> EventTypes:
-        from labelstore.events.typed import EventTypes
+        # The same models the processor and the archive validate with (built once per codec).
+        from labelstore.intake import event_types_of
 
-        return EventTypes(self.schema_set)
+        return event_types_of(self.codec)
 
     @property
     def entity_types(self) -> list[str]:

@@ -46,8 +46,7 @@ EMPTY_FOLDERS = {
 
 def examples_dir() -> Path:
     """The example repositories: shipped inside the package, or beside it in a source checkout."""
-    shipped = EXAMPLES
-    return shipped if shipped.is_dir() else Path(__file__).resolve().parents[2] / "examples"
+    return EXAMPLES if EXAMPLES.is_dir() else Path(__file__).resolve().parents[2] / "examples"
 
 
 def init(
