@@ -7,7 +7,6 @@ partitions, offsets and broker timestamps), so the label versions must match fie
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 from uuid import UUID
 
 import pytest
@@ -15,13 +14,11 @@ import pytest
 from labelstore.events.admin import ensure_topics
 from tests.fraud_example import generate
 from labelstore.events.publisher import Publisher
-from labelstore.events.reader import count_records, read_raw
-from labelstore.declarations import load_declarations
+from labelstore.events.reader import count_records
 from labelstore.labels import LabelVersion
 from labelstore.localkafka import LocalKafkaCluster
-from labelstore.rules.model import load_rules
 from labelstore.settings import LocalKafkaSettings, Settings
-from labelstore.processors.core import EntityProcessor, RawMessage
+from labelstore.processors.refold import uninterrupted_versions
 from tests.conftest import settings_for
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
 
@@ -32,25 +29,6 @@ def publish(settings: Settings, events) -> None:
     with Publisher(settings) as publisher:
         while chunk := list(itertools.islice(events, 10_000)):
             publisher.publish_many(chunk)
-
-
-def uninterrupted_versions(settings: Settings) -> dict[UUID, LabelVersion]:
-    """What an uninterrupted processor emits for the log as it is now."""
-    declarations, rules = load_declarations(), load_rules()
-    versions = {}
-    for entity_type, declaration in declarations.items():
-        processor = EntityProcessor(declaration, [r for r in rules if r.entity_type == entity_type])
-        topic = settings.topics.events_topic(entity_type)
-        by_partition = defaultdict(list)
-        for key, value, partition, offset, timestamp, headers in read_raw(settings, topic):
-            by_partition[partition].append(RawMessage(topic, partition, offset, timestamp, key, value, tuple(headers)))
-        store = {}
-        for messages in by_partition.values():
-            for start in range(0, len(messages), 1_000):
-                result = processor.process(messages[start:start + 1_000], store.get)
-                store.update(result.records)
-                versions.update((v.version_id, v) for v in result.versions)
-    return versions
 
 
 def wait_for_all(worker: WorkerProcess, expected: dict[UUID, LabelVersion], timeout: float) -> list[LabelVersion]:
