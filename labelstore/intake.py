@@ -3,6 +3,16 @@
 The processor sends a rejected record to the dead-letter topic; the materializer leaves it out of
 the events archive. Both use ``admit``, so the offline re-fold sees exactly the events the
 processor folded.
+
+A record is an event if, in this order: its key and value together are at most
+``max_event_bytes``; it has a key and a value; its bytes decode under the writer schema its
+fingerprint names; that schema's entity type is the topic's, and the record's own ``entity_type``
+and ``event_type`` fields are the schema's (bytes of one event type under another's fingerprint
+can decode cleanly: OrderTagged read as OrderUntagged would remove the tag it adds); the key is
+its ``entity_id``; its ``event_time`` lies from 1970-01-01T00:00:00Z up to
+``event_time_max_ahead_s`` after the broker recorded it; its payload passes the schema's
+constraints; and its entity declares operations for its event type. Each failed check has its
+own ``Rejection.error_type`` (the kind) and a reason naming the field or sizes at fault.
 """
 
 from __future__ import annotations
@@ -10,12 +20,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from labelstore.events.exceptions import InvalidEventError
+from labelstore.fold import EPOCH, to_epoch_ms
 from labelstore.schemas.codec import AvroCodec, DecodedEvent
 from labelstore.schemas.exceptions import DecodeError
+from labelstore.settings import ProcessorSettings
 
 if TYPE_CHECKING:
     from labelstore.declarations import EntityDeclaration
@@ -45,24 +58,54 @@ class Rejection:
     reason: str
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What an event record may be beyond its schema (see ``ProcessorSettings``)."""
+
+    max_event_bytes: int
+    event_time_max_ahead_ms: int
+
+    @classmethod
+    def of(cls, settings: ProcessorSettings) -> Limits:
+        return cls(settings.max_event_bytes, round(settings.event_time_max_ahead_s * 1000))
+
+
+DEFAULT_LIMITS = Limits.of(ProcessorSettings())
+SHOWN_CHARACTERS = 120  # of a key or field quoted in a reason: a hostile record's can be megabytes
+
+
 def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroCodec, *,
-          event_types: EventTypes | None = None, foldable: frozenset[str] | None = None) -> DecodedEvent | Rejection:
+          event_types: EventTypes | None = None, foldable: frozenset[str] | None = None,
+          recorded_at_ms: int | None = None, limits: Limits = DEFAULT_LIMITS) -> DecodedEvent | Rejection:
     """The decoded event, or why the record on ``entity_type``'s topic is not one.
 
     With ``event_types``, the payload must also pass the checks Avro cannot express (the
-    constraints the repository's schemas declare), as the publishing SDK's do."""
+    constraints the repository's schemas declare), as the publishing SDK's do. Without
+    ``recorded_at_ms`` (the broker's time of the record), ``event_time`` has no upper bound."""
+    size = len(key or b"") + len(value or b"")
+    if size > limits.max_event_bytes:
+        return Rejection("too-large", f"key and value are {size:,} bytes ({len(key or b''):,} + {len(value or b''):,}),"
+                                      f" over max_event_bytes ({limits.max_event_bytes:,})")
     if not key:
         return Rejection("missing-key", "message has no key; events must be keyed by entity_id")
     if value is None:
         return Rejection("missing-value", "message has no value")
-    try:
-        decoded = codec.decode(value)
-    except DecodeError as exc:
-        return Rejection(type(exc).__name__, str(exc))
+    decoded = _decode(value, codec)
+    if isinstance(decoded, Rejection):
+        return decoded
+    record = decoded.record
     if decoded.entity_type != entity_type:
         return Rejection("wrong-entity-type", f"a {decoded.entity_type} event on the {entity_type} topic")
-    if decoded.record["entity_id"].encode() != key:
-        return Rejection("key-mismatch", f"key {key!r} is not the event's entity_id {decoded.record['entity_id']!r}")
+    if record["entity_type"] != decoded.entity_type or record["event_type"] != decoded.event_type:
+        return Rejection("wrong-event-type", f"the record's entity_type/event_type "
+                                             f"{_shown(record['entity_type'])}/{_shown(record['event_type'])} are not "
+                                             f"those of its fingerprint's schema, {decoded.entity_type}/"
+                                             f"{decoded.event_type}: bytes of one event type under another's fingerprint")
+    if record["entity_id"].encode() != key:
+        return Rejection("key-mismatch", f"key {_shown(key)} is not the event's entity_id {_shown(record['entity_id'])}")
+    out_of_range = _event_time_out_of_range(to_epoch_ms(record["event_time"]), recorded_at_ms, limits)
+    if out_of_range is not None:
+        return out_of_range
     if event_types is not None:
         try:
             event_types.parse(decoded.record)
@@ -72,6 +115,38 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
         return Rejection("unfoldable-event",
                          f"entity {entity_type!r} declares no operations for event type {decoded.event_type!r}")
     return decoded
+
+
+def _decode(value: bytes, codec: AvroCodec) -> DecodedEvent | Rejection:
+    try:
+        return codec.decode(value)
+    except DecodeError as exc:
+        return Rejection(type(exc).__name__, str(exc))
+    except OverflowError as exc:  # fastavro turning a timestamp or date past datetime's range into one
+        return Rejection("timestamp-out-of-range", f"a timestamp or date of the record is outside the years 1-9999 "
+                                                   f"a datetime holds: {exc}")
+    except Exception as exc:  # noqa: BLE001 - the bytes are anyone's: a decoder failure is their fault, not ours
+        return Rejection("CorruptMessageError", f"the record does not decode: {exc!r}")
+
+
+def _event_time_out_of_range(event_time_ms: int, recorded_at_ms: int | None, limits: Limits) -> Rejection | None:
+    if event_time_ms < 0:
+        return Rejection("event-time-out-of-range", f"event_time {_iso(event_time_ms)} is before 1970-01-01")
+    if recorded_at_ms is not None and event_time_ms > recorded_at_ms + limits.event_time_max_ahead_ms:
+        return Rejection("event-time-out-of-range",
+                         f"event_time {_iso(event_time_ms)} is more than event_time_max_ahead_s "
+                         f"({limits.event_time_max_ahead_ms / 1000:g} s) after the broker recorded it "
+                         f"({_iso(recorded_at_ms)})")
+    return None
+
+
+def _iso(epoch_ms: int) -> str:
+    return (EPOCH + timedelta(milliseconds=epoch_ms)).isoformat(timespec="milliseconds")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}... ({len(text):,} characters)"
 
 
 class Admission:
@@ -86,21 +161,26 @@ class Admission:
 
     def __init__(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration], *,
                  validate_payloads: bool = True, watch: RepositoryWatch | None = None,
-                 on_reload: Callable[[Mapping[str, EntityDeclaration]], None] | None = None) -> None:
+                 on_reload: Callable[[Mapping[str, EntityDeclaration]], None] | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.validate_payloads = validate_payloads
         self.watch = watch
         self.on_reload = on_reload
+        self.limits = limits
         self._use(codec, declarations)
 
-    def admit(self, entity_type: str, key: bytes | None, value: bytes | None) -> DecodedEvent | Rejection:
-        admitted = self._admit(entity_type, key, value)
+    def admit(self, entity_type: str, key: bytes | None, value: bytes | None,
+              recorded_at_ms: int | None = None) -> DecodedEvent | Rejection:
+        admitted = self._admit(entity_type, key, value, recorded_at_ms)
         if isinstance(admitted, Rejection) and admitted.error_type in UNKNOWN_TO_THIS_WORKER and self._reload():
-            admitted = self._admit(entity_type, key, value)
+            admitted = self._admit(entity_type, key, value, recorded_at_ms)
         return admitted
 
-    def _admit(self, entity_type: str, key: bytes | None, value: bytes | None) -> DecodedEvent | Rejection:
+    def _admit(self, entity_type: str, key: bytes | None, value: bytes | None,
+               recorded_at_ms: int | None) -> DecodedEvent | Rejection:
         return admit(entity_type, key, value, self.codec, event_types=self.event_types,
-                     foldable=self._foldable.get(entity_type, frozenset()))
+                     foldable=self._foldable.get(entity_type, frozenset()), recorded_at_ms=recorded_at_ms,
+                     limits=self.limits)
 
     def _use(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration]) -> None:
         self.codec = codec

@@ -102,6 +102,14 @@ class ProcessorSettings(_Group):
     session_timeout_s: float = Field(default=10.0, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, description="longest a fetch waits for new events")
     validate_payloads: bool = True
+    max_event_bytes: int = Field(
+        default=1_048_576, ge=1_024,
+        description="largest event record (key + value) the processor and the archive take; a larger one goes "
+                    "to the dead-letter topic (1 MiB: about Kafka's default max.message.bytes, uncompressed)")
+    event_time_max_ahead_s: float = Field(
+        default=86_400.0, ge=0,
+        description="how far an event's time may lie after the broker recorded it; an event time later than "
+                    "that, or before 1970-01-01, sends the event to the dead-letter topic")
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="after SIGTERM, exit at the latest this long later, whatever the brokers do")
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import to_epoch_ms
-from labelstore.intake import Admission, Rejection
+from labelstore.intake import DEFAULT_LIMITS, Admission, Limits, Rejection
 from labelstore.repository import RepositoryWatch
 from labelstore.labels import LabelVersion
 from labelstore.warehouse import DATASETS, value_text
@@ -57,16 +57,16 @@ _SORT_KEYS = {
 class RowMaker:
     def __init__(self, entity_topics: Mapping[str, str], declarations: Mapping[str, EntityDeclaration], *,
                  validate_payloads: bool = True, codec: AvroCodec | None = None,
-                 watch: RepositoryWatch | None = None) -> None:
+                 watch: RepositoryWatch | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
         self.entity_types = {topic: entity_type for entity_type, topic in entity_topics.items()}
         self.admission = Admission(codec or AvroCodec(), declarations, validate_payloads=validate_payloads,
-                                   watch=watch)
+                                   watch=watch, limits=limits)
 
     def event(self, topic: str, partition: int, offset: int, timestamp_ms: int, key: bytes | None,
               value: bytes | None) -> tuple[Folder, dict] | None:
         """The archive row of an event; None for a record the processor sends to the dead-letter topic."""
         entity_type = self.entity_types[topic]
-        decoded = self.admission.admit(entity_type, key, value)
+        decoded = self.admission.admit(entity_type, key, value, timestamp_ms)
         if isinstance(decoded, Rejection):
             return None
         record = decoded.record

@@ -28,7 +28,7 @@ import orjson
 
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
-from labelstore.intake import Admission, Rejection
+from labelstore.intake import DEFAULT_LIMITS, Admission, Limits, Rejection
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
@@ -38,6 +38,10 @@ from labelstore.schemas.codec import AvroCodec, DecodedEvent
 
 # Distinct rule inputs whose label values an evaluator remembers (see ``RuleEvaluator``).
 RULE_INPUTS_REMEMBERED = 65_536
+# A dead letter whose key, value and headers are larger goes without them (its headers say where
+# the record is): librdkafka refuses to produce more than 1,000,000 bytes by default, and the
+# dead letter adds its reason headers to what came in.
+DEAD_LETTER_CONTENT_BYTES = 900_000
 
 
 class RawMessage(NamedTuple):  # built per event: a tuple costs ~0.7 us, a frozen dataclass ~2.4 us
@@ -55,6 +59,17 @@ class DeadLetter:
     message: RawMessage
     error_type: str
     reason: str
+
+    @classmethod
+    def of(cls, message: RawMessage, error_type: str, reason: str) -> DeadLetter:
+        """The dead letter of ``message``; one too large to send again keeps only where it came from."""
+        size = len(message.key or b"") + len(message.value or b"") + sum(
+            len(name) + len(value or b"") for name, value in message.headers)
+        if size <= DEAD_LETTER_CONTENT_BYTES:
+            return cls(message, error_type, reason)
+        return cls(message._replace(key=None, value=None, headers=()), error_type,
+                   f"{reason}\n(the dead letter leaves out the record's {size:,} bytes of key, value and headers: "
+                   f"read it at its source topic, partition and offset)")
 
 
 @dataclass
@@ -79,7 +94,8 @@ class EntityProcessor:
 
     def __init__(self, declaration: EntityDeclaration, rules: Sequence[LabelRule], *,
                  codec: AvroCodec | None = None, validate_payloads: bool = True,
-                 rulebook: RuleBook | None = None, watch: RepositoryWatch | None = None) -> None:
+                 rulebook: RuleBook | None = None, watch: RepositoryWatch | None = None,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.entity_type = declaration.entity_type
         self.declaration = declaration
         self.fold = EntityFold(declaration)
@@ -88,7 +104,8 @@ class EntityProcessor:
         self._evaluators = {_versions(self.rules): self.evaluator}
         self.rulebook = rulebook
         self.admission = Admission(codec or AvroCodec(), {self.entity_type: declaration},
-                                   validate_payloads=validate_payloads, watch=watch, on_reload=self._take_up)
+                                   validate_payloads=validate_payloads, watch=watch, on_reload=self._take_up,
+                                   limits=limits)
 
     def _take_up(self, declarations: Mapping[str, EntityDeclaration]) -> None:
         """The repository changed on disk (see ``Admission``): fold and evaluate with its declaration."""
@@ -160,7 +177,7 @@ class EntityProcessor:
             try:
                 state = self.fold.apply(record["state"], decoded.event_type, decoded.record)
             except UnfoldableEventError as exc:
-                result.dead_letters.append(DeadLetter(message, "unfoldable-event", str(exc)))
+                result.dead_letters.append(DeadLetter.of(message, "unfoldable-event", str(exc)))
                 continue
             record["state"], record["offset"] = state, message.offset
             result.records[key] = record
@@ -169,9 +186,9 @@ class EntityProcessor:
         return folded
 
     def _decode(self, message: RawMessage, result: BatchResult) -> DecodedEvent | None:
-        admitted = self.admission.admit(self.entity_type, message.key, message.value)
+        admitted = self.admission.admit(self.entity_type, message.key, message.value, message.timestamp_ms)
         if isinstance(admitted, Rejection):
-            result.dead_letters.append(DeadLetter(message, admitted.error_type, admitted.reason))
+            result.dead_letters.append(DeadLetter.of(message, admitted.error_type, admitted.reason))
             return None
         return admitted
 
