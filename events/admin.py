@@ -119,12 +119,13 @@ def _check(admin: AdminClient, specs: list[TopicSpec], existing: Mapping, timeou
                 )
 
 
-def end_offsets(settings: Settings, partitions: Mapping[str, list[int]], *, timeout: float = 30.0) -> dict[str, dict[int, int]]:
+def end_offsets(settings: Settings, partitions: Mapping[str, list[int]], *, timeout: float = 30.0,
+                admin: AdminClient | None = None) -> dict[str, dict[int, int]]:
     """The current end offset of each partition, in one request per broker."""
     from confluent_kafka import IsolationLevel, TopicPartition
     from confluent_kafka.admin import OffsetSpec
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+    admin = admin or AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
     request = {TopicPartition(t, p): OffsetSpec.latest() for t, ps in partitions.items() for p in ps}
     if not request:
         return {}

@@ -112,6 +112,9 @@ class ProcessorSettings(_Group):
                     "that, or before 1970-01-01, sends the event to the dead-letter topic")
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="after SIGTERM, exit at the latest this long later, whatever the brokers do")
+    stall_timeout_s: float = Field(
+        default=120.0, gt=0, description="a worker with events to process or state to recover that makes no "
+                                         "progress this long exits (code 71), for its supervisor to restart it")
 
 
 class WarehouseSettings(_Group):

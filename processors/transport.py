@@ -28,6 +28,8 @@ import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from labelstore.processors.health import Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +41,7 @@ class Consumer(faust_aiokafka.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         intakes = self.app.intakes
+        moved = self.app.progress.moved
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
@@ -48,6 +51,7 @@ class Consumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     continue
                 async for tp, message in messages:
+                    moved()
                     since_yield += 1
                     if since_yield > 100:  # let the agents run between long runs of hand-overs
                         await asyncio.sleep(0)
@@ -82,6 +86,12 @@ class Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def ack(self, message: Any) -> bool:
+        acked = super().ack(message)
+        if acked:
+            self.app.progress.acknowledged(message.topic, message.partition, message.offset)
+        return acked
 
     async def _hand_over(self, message: Any) -> None:
         handing_over = self.callback(message)
@@ -175,11 +185,12 @@ class Transport(faust_aiokafka.Transport):
 
 class App(faust.App):
     """A Faust app whose aiokafka transport is the one above (other transports as configured), with
-    an ``Intake`` for each topic an agent reads in bulk."""
+    an ``Intake`` for each topic an agent reads in bulk, and the worker's ``Progress``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.intakes: dict[str, Intake] = {}
+        self.progress = Progress()
 
     def intake(self, topic: str) -> Intake:
         """The intake of ``topic``'s messages (made on first use; before the worker starts, so no

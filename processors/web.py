@@ -18,6 +18,8 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from labelstore.processors.core import decode_record
+from labelstore.processors.diagnostics import consumer_state
+from labelstore.processors.health import Watchdog, readiness
 
 
 def register_label_pages(app: faust.App, tables: Mapping[str, Any]) -> None:
@@ -43,3 +45,29 @@ def _register(app: faust.App, entity_type: str, table: Any) -> None:
                 return self.json({"error": f"no events seen for {entity_type} {entity_id!r}"}, status=404)
             return self.json({"entity_type": entity_type, "entity_id": entity_id, "labels": record["labels"],
                               "state": record["state"], "last_offset": record["offset"]})
+
+
+def register_health_pages(app: faust.App, watchdog: Watchdog) -> None:
+    """``/healthz``: alive and progressing (503 once stalled). ``/readyz``: partitions assigned and
+    their state recovered (503 before). ``/status``: both, and the consumer's state, for
+    ``labelstore status`` and for people."""
+
+    @app.page("/healthz", name="healthz")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            healthy, report = watchdog.health()
+            return self.json(report, status=200 if healthy else 503)
+
+    @app.page("/readyz", name="readyz")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            ready, report = readiness(app)
+            return self.json(report, status=200 if ready else 503)
+
+    @app.page("/status", name="status")
+    class Status(View):
+        async def get(self, request: Request) -> Response:
+            healthy, health = watchdog.health()
+            ready, readiness_report = readiness(app)
+            return self.json({"healthy": healthy, "ready": ready, "health": health, "readiness": readiness_report,
+                              "processed": dict(app.labelstore_counters), "consumer": consumer_state(app)})

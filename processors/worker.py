@@ -12,6 +12,8 @@ import faust
 from labelstore.settings import Settings
 from labelstore.shutdown import arm_stop_deadline
 from labelstore.processors.app import create_app
+from labelstore.processors.health import log_consumer_state, watch_progress
+from labelstore.processors.web import register_health_pages
 
 QUIET_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "asyncio", "aiohttp", "rocksdict")
 
@@ -22,11 +24,13 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # A worker that seems stuck explains itself: SIGQUIT prints every thread's stack to its log
-    # (even when the event loop is blocked); SIGUSR1 prints the asyncio tasks (mode's handler).
+    # (even when the event loop is blocked); SIGUSR1 prints the asyncio tasks (mode's handler);
+    # SIGUSR2 its consumer's state. A stall it notices itself does all of it, then exits.
     faulthandler.register(signal.SIGQUIT, all_threads=True)
     bound_fetch_wait(settings.processor.fetch_max_wait_ms)
     _ensure_output_topics(settings)
     app = create_app(settings, on_crash=_exit_for_restart)
+    register_health_pages(app, watch_progress(app, settings))
     _BoundedStopWorker(app, stop_within_s=settings.processor.shutdown_timeout_s, loglevel="WARNING",
                        quiet=True).execute_from_commandline()
 
@@ -38,6 +42,11 @@ class _BoundedStopWorker(faust.Worker):
         super().__init__(*args, **kwargs)
         self._stop_within_s = stop_within_s
         self._deadline = None
+
+    def _on_sigusr2(self) -> None:
+        # mode would start pdb here: on a worker without a terminal, a hang. The consumer's
+        # partitions, flow, recovery and intakes go to the log instead.
+        log_consumer_state(self.app, "on SIGUSR2")
 
     def _schedule_shutdown(self, signal) -> None:  # mode's hook for SIGTERM and SIGINT
         if self._deadline is None:

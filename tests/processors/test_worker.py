@@ -23,12 +23,16 @@ ManualReviewDecided = model('ManualReviewDecided')
 OrderUpdated = model('OrderUpdated')
 
 T1 = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
+STALL_TIMEOUT_S = 8.0
 
 
 @pytest.fixture(scope="module")
 def worker(kafka_cluster, tmp_path_factory):
     directory = tmp_path_factory.mktemp("worker")
-    settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), directory / "data")
+    # A short stall timeout: every test of this module would see the worker exit if its watchdog
+    # took an idle or a busy worker for a stalled one.
+    settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), directory / "data",
+                              stall_timeout_s=STALL_TIMEOUT_S)
     ensure_topics(settings)
     process = WorkerProcess(settings, directory / "worker.log").start()
     yield process
@@ -162,3 +166,57 @@ def test_a_worker_prints_its_threads_stacks_on_sigquit_and_keeps_running(worker)
     time.sleep(1)
     worker.assert_alive()
     assert b"most recent call first" in worker.log_path.read_bytes()[before:]
+
+
+def get_json(url):
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_ready_healthy_and_status_pages(worker, publish):
+    wait_for(lambda: get_json(f"{worker.url}/readyz")[0] == 200, timeout=60, worker=worker)
+    status, ready = get_json(f"{worker.url}/readyz")
+    topics = worker.settings.topics
+    partitions = worker.settings.kafka.partitions
+    assert ready["ready"] and not ready["recovering"]
+    assert set(ready["assigned"]) == {f"{topics.events_topic(e)}/{p}" for e in ("order", "content") for p in range(partitions)}
+
+    status, health = get_json(f"{worker.url}/healthz")
+    assert status == 200 and health["status"] == "ok" and health["stall_timeout_s"] == STALL_TIMEOUT_S
+
+    order = unique("ord")
+    publish([created(order, T1), classified(order, T1 + timedelta(minutes=1), "FRAUD")])
+    versions_of(worker, order, 1)
+    status, report = get_json(f"{worker.url}/status")
+    assert status == 200 and report["healthy"] and report["ready"]
+    assert report["processed"]["order.events"] >= 2
+    assert report["consumer"]["flow_active"] and report["consumer"]["recovery"]["completed"]
+    assert report["health"]["seconds_since_progress"] < STALL_TIMEOUT_S
+
+
+def test_an_idle_worker_is_not_taken_for_a_stalled_one(worker, publish):
+    import time
+
+    order = unique("ord")
+    publish([created(order, T1)])
+    time.sleep(STALL_TIMEOUT_S + 2 * 5.0)  # longer than the stall timeout, with two checks of the lag
+    worker.assert_alive()
+    assert get_json(f"{worker.url}/healthz")[0] == 200
+
+
+def test_a_worker_logs_its_consumer_state_on_sigusr2(worker):
+    import signal
+
+    before = worker.log_path.stat().st_size
+    worker.process.send_signal(signal.SIGUSR2)
+    wait_for(lambda: b"consumer state on SIGUSR2" in worker.log_path.read_bytes()[before:], timeout=10, worker=worker)
+    logged = worker.log_path.read_bytes()[before:].decode(errors="replace")
+    assert '"flow_active": true' in logged and '"recovery"' in logged
+    worker.assert_alive()

@@ -1,0 +1,241 @@
+"""Is the worker alive, ready and moving? And if it has work but does not move: exit, loudly.
+
+A stuck worker is the worst failure a label store can have: its latest labels go stale and
+nothing says so. ``Progress`` records when this worker last moved (messages fetched, events
+acknowledged after processing). ``Watchdog`` knows whether it has work: recovering its state, or
+owning event partitions whose end offset is beyond what it processed (asked of the brokers, not of
+Faust's consumer, which may be the stuck part). With work and no move for ``stall_timeout_s``,
+or with its event loop blocked that long, the worker writes every thread's stack and its
+consumer's state to its log and exits with ``STALLED_EXIT_CODE``: its supervisor restarts it,
+and nothing is lost (offsets are committed only after the outputs are durable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labelstore.connection import bootstrap_servers
+from labelstore.events.admin import end_offsets
+from labelstore.processors.diagnostics import consumer_state, describe
+from labelstore.settings import Settings
+
+log = logging.getLogger("labelstore.health")
+STALLED_EXIT_CODE = 71
+CHECK_EVERY_S = 5.0
+FROZEN_AFTER_S = 5.0  # the judge sleeps 1 s; a much longer gap means the process was frozen
+
+
+@dataclass
+class Progress:
+    """When this worker last moved, and how far it processed each partition (the next offset)."""
+
+    moved_at: float = field(default_factory=time.monotonic)
+    processed: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def moved(self) -> None:  # called per message fetched: one clock read
+        self.moved_at = time.monotonic()
+
+    @property
+    def moved_at_wall(self) -> float:
+        return time.time() - (time.monotonic() - self.moved_at)
+
+    def acknowledged(self, topic: str, partition: int, offset: int) -> None:
+        self.processed[topic, partition] = max(self.processed.get((topic, partition), 0), offset + 1)
+        self.moved()
+
+
+@dataclass
+class Verdict:
+    """What the last check found. ``lagging`` maps "topic/partition" to events not yet processed."""
+
+    checked_at: float = 0.0
+    recovering: bool = False
+    lagging: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def has_work(self) -> bool:
+        return self.recovering or bool(self.lagging)
+
+
+class Watchdog:
+    """Checks every ``CHECK_EVERY_S`` on the event loop; judges on a thread of its own, so that a
+    blocked event loop is caught too."""
+
+    def __init__(self, app: Any, progress: Progress, end_offsets: Callable[[dict[str, list[int]]], dict],
+                 stall_timeout_s: float, *, on_stall: Callable[[str], None] | None = None) -> None:
+        self.app, self.progress, self._end_offsets = app, progress, end_offsets
+        self.stall_timeout_s = stall_timeout_s
+        self.verdict = Verdict(checked_at=time.monotonic())
+        self.work_since: float | None = None  # when the current stretch of work began
+        self.on_stall = on_stall or _exit_stalled
+        self._stopped = threading.Event()
+        self._judging: threading.Thread | None = None
+
+    # -- on the event loop
+    async def check(self) -> None:
+        verdict = Verdict(checked_at=time.monotonic(), recovering=_recovering(self.app))
+        try:
+            verdict.lagging = await self._lagging()
+        except Exception as exc:  # noqa: BLE001  (brokers unreachable: no verdict on lag, keep checking)
+            verdict.error = f"end offsets unknown: {exc}"
+        if verdict.has_work and not self.verdict.has_work:
+            self.work_since = verdict.checked_at
+        elif not verdict.has_work:
+            self.work_since = None
+        self.verdict = verdict
+
+    async def _lagging(self) -> dict[str, int]:
+        owned = _owned_event_partitions(self.app)
+        if not owned:
+            return {}
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in owned:
+            by_topic.setdefault(topic, []).append(partition)
+        ends = await asyncio.wait_for(asyncio.to_thread(self._end_offsets, by_topic), CHECK_EVERY_S * 2)
+        committed = self.app.consumer._committed_offset  # TP -> what Faust committed (or found); TP is a tuple
+        lagging = {}
+        for topic, partition in owned:
+            end = ends.get(topic, {}).get(partition)
+            done = max(self.progress.processed.get((topic, partition), 0), committed.get((topic, partition)) or 0)
+            if end is not None and end > done:
+                lagging[f"{topic}/{partition}"] = end - done
+        return lagging
+
+    # -- judged on a thread
+    def stalled_for(self, now: float | None = None) -> tuple[float, str] | None:
+        """How long, and why, the worker has not moved although it should; None if it is fine."""
+        now = time.monotonic() if now is None else now
+        if self.work_since is not None:
+            since = max(self.progress.moved_at, self.work_since)
+            if now - since > self.stall_timeout_s:
+                work = "recovering state" if self.verdict.recovering else f"lagging {self.verdict.lagging}"
+                return now - since, f"no progress while {work}"
+        if now - self.verdict.checked_at > self.stall_timeout_s:
+            return now - self.verdict.checked_at, "the event loop has not run a check"
+        return None
+
+    def start(self) -> None:
+        """Start judging (once; later calls do nothing)."""
+        if self._judging is None:
+            self._judging = threading.Thread(target=self._judge, name="labelstore-watchdog", daemon=True)
+            self._judging.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _judge(self) -> None:
+        last = time.monotonic()
+        while not self._stopped.wait(1.0):
+            now = time.monotonic()
+            if now - last > FROZEN_AFTER_S:
+                # This thread was not run either: the whole process was stopped (SIGSTOP, a
+                # suspended VM). Not a stall of its own; judge the time since it resumed.
+                log.warning("the worker did not run for %.0f s; resuming the stall clock", now - last)
+                self.progress.moved()
+                self.verdict.checked_at = now
+            last = now
+            stalled = self.stalled_for()
+            if stalled is not None:
+                self.on_stall(f"stalled for {stalled[0]:.0f} s: {stalled[1]}")
+                return
+
+    # -- for the web pages
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        stalled = self.stalled_for()
+        return stalled is None, {
+            "status": "ok" if stalled is None else "stalled",
+            "reason": None if stalled is None else stalled[1],
+            "seconds_since_progress": round(time.monotonic() - self.progress.moved_at, 1),
+            "last_progress_at": self.progress.moved_at_wall,
+            "recovering": self.verdict.recovering,
+            "lagging": self.verdict.lagging,
+            "lag_error": self.verdict.error,
+            "stall_timeout_s": self.stall_timeout_s,
+        }
+
+
+def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
+    """Ready: not rebalancing, and the state of every assigned partition recovered."""
+    recovery = app.tables.recovery
+    ready = not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+    return ready, {"ready": ready, "rebalancing": bool(app.rebalancing), "recovering": bool(recovery.in_recovery),
+                   "assigned": sorted(f"{tp.topic}/{tp.partition}" for tp in _assignment(app)
+                                      if tp.topic in app.intakes)}
+
+
+def _recovering(app: Any) -> bool:
+    recovery = app.tables.recovery
+    return bool(_assignment(app)) and (recovery.in_recovery or not recovery.completed.is_set())
+
+
+def _assignment(app: Any) -> set:
+    try:
+        return app.consumer.assignment()
+    except Exception:  # noqa: BLE001  (no consumer yet)
+        return set()
+
+
+def _owned_event_partitions(app: Any) -> list[tuple[str, int]]:
+    return sorted((tp.topic, tp.partition) for tp in _assignment(app) if tp.topic in app.intakes)
+
+
+def _exit_stalled(reason: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    log.critical("exiting (%d) for a restart: %s", STALLED_EXIT_CODE, reason)
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    if loop is not None:
+        _print_tasks(loop)
+    sys.stderr.flush()
+    os._exit(STALLED_EXIT_CODE)
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Where each asyncio task waits (read from another thread: evidence, not exact)."""
+    try:
+        for task in list(asyncio.all_tasks(loop)):
+            print(f"--- {task.get_name()} {task.get_coro()!r}", file=sys.stderr)
+            task.print_stack(limit=12, file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001
+        print(f"(tasks could not be listed: {exc!r})", file=sys.stderr)
+
+
+def watch_progress(app: Any, settings: Settings) -> Watchdog:
+    """The worker's watchdog: checks on a timer of ``app``, judges on its own thread from the
+    first check on, and on a stall logs the consumer's state and exits."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
+
+    def ends(partitions: dict[str, list[int]]) -> dict:
+        return end_offsets(settings, partitions, timeout=CHECK_EVERY_S, admin=admin)
+
+    loop = app.loop
+
+    def on_stall(reason: str) -> None:
+        log_consumer_state(app, "at the stall")
+        _exit_stalled(reason, loop)
+
+    watchdog = Watchdog(app, app.progress, ends, settings.processor.stall_timeout_s, on_stall=on_stall)
+
+    @app.timer(interval=CHECK_EVERY_S)
+    async def check_progress() -> None:
+        await watchdog.check()
+        watchdog.start()
+
+    return watchdog
+
+
+def log_consumer_state(app: Any, when: str) -> None:
+    try:
+        log.warning("consumer state %s:\n%s", when, describe(consumer_state(app)))
+    except Exception:  # noqa: BLE001  (evidence only: never let it stop what follows)
+        log.exception("could not describe the consumer's state")

@@ -1,0 +1,115 @@
+"""The watchdog's judgement: work (lag from the brokers, or a recovery) without progress is a stall."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import pytest
+from confluent_kafka import Producer
+from faust.types import TP
+
+from labelstore.events.admin import end_offsets
+from labelstore.processors.health import Progress, Watchdog
+
+
+class Recovery:
+    def __init__(self, in_recovery=False, completed=True):
+        self.in_recovery = in_recovery
+        self.completed = SimpleNamespace(is_set=lambda: completed)
+
+
+def fake_app(topic, partitions, *, recovery=None):
+    """A worker's Faust app as the watchdog sees it: its assignment, commits, intakes and recovery."""
+    assignment = {TP(topic, p) for p in partitions} | {TP(f"{topic}-changelog", p) for p in partitions}
+    consumer = SimpleNamespace(assignment=lambda: assignment, _committed_offset={})
+    return SimpleNamespace(consumer=consumer, intakes={topic: None},
+                           tables=SimpleNamespace(recovery=recovery or Recovery()))
+
+
+@pytest.fixture
+def events_topic(settings):
+    """Four partitions holding 5, 0, 3 and 0 records."""
+    topic = settings.topics.events_topic("order")
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for partition, count in ((0, 5), (2, 3)):
+        for i in range(count):
+            producer.produce(topic, key=b"k", value=b"v", partition=partition)
+    assert producer.flush(30) == 0
+    return topic
+
+
+def watchdog_for(settings, app, progress, timeout=5.0):
+    return Watchdog(app, progress, lambda partitions: end_offsets(settings, partitions), timeout,
+                    on_stall=lambda reason: None)
+
+
+def test_unprocessed_events_without_progress_are_a_stall(settings, events_topic):
+    progress = Progress()
+    watchdog = watchdog_for(settings, fake_app(events_topic, range(4)), progress)
+    asyncio.run(watchdog.check())
+    assert watchdog.verdict.lagging == {f"{events_topic}/0": 5, f"{events_topic}/2": 3}
+    now = watchdog.work_since
+    assert watchdog.stalled_for(now + 4.0) is None  # not yet
+    stalled_for, reason = watchdog.stalled_for(now + 6.0)
+    assert stalled_for == pytest.approx(6.0, abs=0.5) and "no progress while lagging" in reason
+    assert watchdog.health()[0] is True  # the clock of health() is now, not 6 s on
+
+    progress.acknowledged(events_topic, 0, 2)  # some progress: the stall clock starts again
+    assert watchdog.stalled_for(progress.moved_at + 4.0) is None
+
+
+def test_all_processed_or_committed_is_no_work(settings, events_topic):
+    progress = Progress()
+    app = fake_app(events_topic, range(4))
+    progress.acknowledged(events_topic, 0, 4)
+    app.consumer._committed_offset[TP(events_topic, 2)] = 3
+    watchdog = watchdog_for(settings, app, progress)
+    asyncio.run(watchdog.check())
+    assert watchdog.verdict.lagging == {} and watchdog.work_since is None
+    assert watchdog.stalled_for(progress.moved_at + 4) is None
+
+
+def test_an_idle_worker_whose_checks_stop_is_stalled(settings, events_topic):
+    progress = Progress()
+    app = fake_app(events_topic, [1, 3])  # empty partitions: no work
+    watchdog = watchdog_for(settings, app, progress)
+    asyncio.run(watchdog.check())
+    assert watchdog.work_since is None
+    assert watchdog.stalled_for(watchdog.verdict.checked_at + 4) is None
+    assert "event loop" in watchdog.stalled_for(watchdog.verdict.checked_at + 6)[1]
+
+
+def test_a_recovery_that_does_not_move_is_a_stall(settings, events_topic):
+    progress = Progress()
+    watchdog = watchdog_for(settings, fake_app(events_topic, [1], recovery=Recovery(in_recovery=True, completed=False)),
+                            progress)
+    asyncio.run(watchdog.check())
+    assert watchdog.verdict.recovering and watchdog.verdict.lagging == {}
+    assert "recovering state" in watchdog.stalled_for(watchdog.work_since + 6)[1]
+
+
+def test_brokers_that_cannot_answer_give_no_verdict_on_lag(events_topic):
+    def unreachable(partitions):
+        raise OSError("no brokers")
+
+    watchdog = Watchdog(fake_app(events_topic, [0]), Progress(), unreachable, 5.0, on_stall=lambda reason: None)
+    asyncio.run(watchdog.check())
+    assert watchdog.verdict.error == "end offsets unknown: no brokers" and not watchdog.verdict.has_work
+
+
+def test_the_judge_calls_the_stall_handler_from_its_thread(settings, events_topic):
+    stalls: list[str] = []
+    judged = threading.Event()
+
+    def on_stall(reason):
+        stalls.append(reason)
+        judged.set()
+
+    watchdog = Watchdog(fake_app(events_topic, [0]), Progress(), lambda p: end_offsets(settings, p), 0.5,
+                        on_stall=on_stall)
+    asyncio.run(watchdog.check())
+    watchdog.start()
+    assert judged.wait(10)
+    assert stalls and "no progress while lagging" in stalls[0]
