@@ -82,6 +82,7 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
     With ``event_types``, the payload must also pass the checks Avro cannot express (the
     constraints the repository's schemas declare), as the publishing SDK's do. Without
     ``recorded_at_ms`` (the broker's time of the record), ``event_time`` has no upper bound."""
+    # Sizes first: a megabyte record is refused before it is decoded.
     size = len(key or b"") + len(value or b"")
     if size > limits.max_event_bytes:
         return Rejection("too-large", f"key and value are {size:,} bytes ({len(key or b''):,} + {len(value or b''):,}),"
@@ -97,12 +98,14 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
     if decoded.entity_type != entity_type:
         return Rejection("wrong-entity-type", f"a {decoded.entity_type} event on the {entity_type} topic")
     if record["entity_type"] != decoded.entity_type or record["event_type"] != decoded.event_type:
-        return Rejection("wrong-event-type", f"the record's entity_type/event_type "
-                                             f"{_shown(record['entity_type'])}/{_shown(record['event_type'])} are not "
-                                             f"those of its fingerprint's schema, {decoded.entity_type}/"
-                                             f"{decoded.event_type}: bytes of one event type under another's fingerprint")
+        return Rejection("wrong-event-type",
+                         f"the record's entity_type/event_type {_shown(record['entity_type'])}/"
+                         f"{_shown(record['event_type'])} are not those of its fingerprint's schema, "
+                         f"{decoded.entity_type}/{decoded.event_type}: bytes of one event type under another's "
+                         "fingerprint")
     if record["entity_id"].encode() != key:
-        return Rejection("key-mismatch", f"key {_shown(key)} is not the event's entity_id {_shown(record['entity_id'])}")
+        return Rejection("key-mismatch",
+                         f"key {_shown(key)} is not the event's entity_id {_shown(record['entity_id'])}")
     out_of_range = _event_time_out_of_range(to_epoch_ms(record["event_time"]), recorded_at_ms, limits)
     if out_of_range is not None:
         return out_of_range
@@ -132,7 +135,10 @@ def _decode(value: bytes, codec: AvroCodec) -> DecodedEvent | Rejection:
 def _event_time_out_of_range(event_time_ms: int, recorded_at_ms: int | None, limits: Limits) -> Rejection | None:
     if event_time_ms < 0:
         return Rejection("event-time-out-of-range", f"event_time {_iso(event_time_ms)} is before 1970-01-01")
-    if recorded_at_ms is not None and event_time_ms > recorded_at_ms + limits.event_time_max_ahead_ms:
+    # A record without a broker time (-1: the topic keeps none) gives no upper bound.
+    if recorded_at_ms is None or recorded_at_ms < 0:
+        return None
+    if event_time_ms > recorded_at_ms + limits.event_time_max_ahead_ms:
         return Rejection("event-time-out-of-range",
                          f"event_time {_iso(event_time_ms)} is more than event_time_max_ahead_s "
                          f"({limits.event_time_max_ahead_ms / 1000:g} s) after the broker recorded it "
