@@ -129,8 +129,19 @@ def end_offsets(settings: Settings, partitions: Mapping[str, list[int]], *, time
     request = {TopicPartition(t, p): OffsetSpec.latest() for t, ps in partitions.items() for p in ps}
     if not request:
         return {}
-    futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
     ends: dict[str, dict[int, int]] = {topic: {} for topic in partitions}
-    for tp, future in futures.items():
-        ends[tp.topic][tp.partition] = future.result().offset
+    deadline = time.monotonic() + timeout
+    while request:
+        futures = admin.list_offsets(request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=timeout)
+        for tp, future in futures.items():
+            try:
+                ends[tp.topic][tp.partition] = future.result().offset
+            except KafkaException as exc:
+                # A leader that moved, or a topic just created: the client learns the new leader and asks again.
+                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+            else:
+                del request[tp]
+        if request:
+            time.sleep(0.2)
     return ends

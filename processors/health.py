@@ -68,8 +68,9 @@ class Verdict:
 
 
 class Watchdog:
-    """Checks every ``CHECK_EVERY_S`` on the event loop; judges on a thread of its own, so that a
-    blocked event loop is caught too."""
+    """Judges on a thread of its own, so that a blocked event loop is caught too; the checks it
+    asks for every ``CHECK_EVERY_S`` run on the event loop. Not on a Faust timer: Faust starts its
+    timers only once the state is recovered, and a recovery that never ends is a stall to catch."""
 
     def __init__(self, app: Any, progress: Progress, end_offsets: Callable[[dict[str, list[int]]], dict],
                  stall_timeout_s: float, *, on_stall: Callable[[str], None] | None = None) -> None:
@@ -80,9 +81,11 @@ class Watchdog:
         self.on_stall = on_stall or _exit_stalled
         self._stopped = threading.Event()
         self._judging: threading.Thread | None = None
+        self._checked = False  # judged only once the event loop ran a first check
 
     # -- on the event loop
     async def check(self) -> None:
+        self._checked = True
         verdict = Verdict(checked_at=time.monotonic(), recovering=_recovering(self.app))
         try:
             verdict.lagging = await self._lagging()
@@ -124,18 +127,26 @@ class Watchdog:
             return now - self.verdict.checked_at, "the event loop has not run a check"
         return None
 
-    def start(self) -> None:
-        """Start judging (once; later calls do nothing)."""
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start checking on ``loop`` and judging (once; later calls do nothing)."""
         if self._judging is None:
-            self._judging = threading.Thread(target=self._judge, name="labelstore-watchdog", daemon=True)
+            self._judging = threading.Thread(target=self._judge, args=(loop,), name="labelstore-watchdog",
+                                             daemon=True)
             self._judging.start()
 
     def stop(self) -> None:
         self._stopped.set()
 
-    def _judge(self) -> None:
+    def _judge(self, loop: asyncio.AbstractEventLoop) -> None:
         last = time.monotonic()
+        checking = None
         while not self._stopped.wait(1.0):
+            if loop.is_closed():
+                return
+            if (checking is None or checking.done()) and time.monotonic() - self.verdict.checked_at >= CHECK_EVERY_S:
+                checking = asyncio.run_coroutine_threadsafe(self.check(), loop)
+            if not self._checked:
+                continue  # the loop has not run yet: nothing to judge
             now = time.monotonic()
             if now - last > FROZEN_AFTER_S:
                 # This thread was not run either: the whole process was stopped (SIGSTOP, a
@@ -209,8 +220,7 @@ def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def watch_progress(app: Any, settings: Settings) -> Watchdog:
-    """The worker's watchdog: checks on a timer of ``app``, judges on its own thread from the
-    first check on, and on a stall logs the consumer's state and exits."""
+    """The worker's watchdog, started: on a stall it logs the consumer's state and exits."""
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers(settings)})
@@ -225,12 +235,7 @@ def watch_progress(app: Any, settings: Settings) -> Watchdog:
         _exit_stalled(reason, loop)
 
     watchdog = Watchdog(app, app.progress, ends, settings.processor.stall_timeout_s, on_stall=on_stall)
-
-    @app.timer(interval=CHECK_EVERY_S)
-    async def check_progress() -> None:
-        await watchdog.check()
-        watchdog.start()
-
+    watchdog.start(loop)
     return watchdog
 
 

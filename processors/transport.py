@@ -31,6 +31,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from labelstore.processors.health import Progress
 
 log = logging.getLogger(__name__)
+CLIENT_ID_PREFIX = "labelstore-processor@"
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -188,6 +189,8 @@ class App(faust.App):
     an ``Intake`` for each topic an agent reads in bulk, and the worker's ``Progress``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The group's members name their web address: `labelstore status` asks each for its /status.
+        kwargs.setdefault("broker_client_id", f"{CLIENT_ID_PREFIX}{kwargs.get('web_host')}:{kwargs.get('web_port')}")
         super().__init__(*args, **kwargs)
         self.intakes: dict[str, Intake] = {}
         self.progress = Progress()

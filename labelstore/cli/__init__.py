@@ -15,6 +15,7 @@ from labelstore.cli.process import process
 from labelstore.cli.repository import apply, codegen, init, plan
 from labelstore.cli.rules import rules_app
 from labelstore.cli.schemas import schemas_app
+from labelstore.cli.status import status
 from labelstore.cli.topics import topics_app
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(rules_app, name="rules")
 app.command("process")(process)
 app.command("materialize")(materialize)
+app.command("status")(status)
 for command in (asof, snapshot, check, explain):
     app.command(command.__name__)(command)
 

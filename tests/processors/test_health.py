@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -49,6 +50,7 @@ def test_unprocessed_events_without_progress_are_a_stall(settings, events_topic)
     progress = Progress()
     watchdog = watchdog_for(settings, fake_app(events_topic, range(4)), progress)
     asyncio.run(watchdog.check())
+    assert watchdog.verdict.error is None
     assert watchdog.verdict.lagging == {f"{events_topic}/0": 5, f"{events_topic}/2": 3}
     now = watchdog.work_since
     assert watchdog.stalled_for(now + 4.0) is None  # not yet
@@ -109,7 +111,26 @@ def test_the_judge_calls_the_stall_handler_from_its_thread(settings, events_topi
 
     watchdog = Watchdog(fake_app(events_topic, [0]), Progress(), lambda p: end_offsets(settings, p), 0.5,
                         on_stall=on_stall)
-    asyncio.run(watchdog.check())
-    watchdog.start()
-    assert judged.wait(10)
+
+    async def run_the_loop():  # the judge asks this loop for its checks
+        watchdog.start(asyncio.get_running_loop())
+        while not judged.is_set():
+            await asyncio.sleep(0.1)
+
+    asyncio.run(asyncio.wait_for(run_the_loop(), 20))
     assert stalls and "no progress while lagging" in stalls[0]
+
+
+def test_a_blocked_event_loop_is_a_stall(settings, events_topic):
+    stalls: list[str] = []
+    watchdog = Watchdog(fake_app(events_topic, [1]), Progress(), lambda p: end_offsets(settings, p), 2.0,
+                        on_stall=stalls.append)
+
+    async def block_after_the_first_check():
+        watchdog.start(asyncio.get_running_loop())
+        while not watchdog._checked:
+            await asyncio.sleep(0.1)
+        time.sleep(8)  # the loop runs nothing now, as when a rule's query never ends
+
+    asyncio.run(block_after_the_first_check())
+    assert stalls and "the event loop has not run a check" in stalls[0]

@@ -220,3 +220,46 @@ def test_a_worker_logs_its_consumer_state_on_sigusr2(worker):
     logged = worker.log_path.read_bytes()[before:].decode(errors="replace")
     assert '"flow_active": true' in logged and '"recovery"' in logged
     worker.assert_alive()
+
+
+def test_status_shows_lag_owners_and_each_workers_progress(worker, publish, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from labelstore.cli import app as cli
+    from labelstore.materializers.materializer import Materializer
+    from labelstore.settings import WarehouseSettings
+    from labelstore.status import materializer_status, processor_status
+
+    order = unique("ord")
+    publish([created(order, T1), classified(order, T1 + timedelta(minutes=1), "FRAUD")])
+    versions_of(worker, order, 1)
+    topics, partitions = worker.settings.topics, worker.settings.kafka.partitions
+
+    def caught_up():
+        report = processor_status(worker.settings)
+        return report if report.lag == 0 and report.members and report.members[0].status else None
+
+    processor = wait_for(caught_up, timeout=30, worker=worker)  # offsets are committed every few seconds
+    assert len(processor.members) == 1 and processor.state == "stable"
+    member = processor.members[0]
+    assert member.client_id == f"labelstore-processor@127.0.0.1:{worker.settings.processor.web_port}"
+    assert len(member.partitions) == 2 * partitions
+    assert member.status["ready"] and member.status["healthy"]
+    assert {p.owner for p in processor.partitions} == {member.client_id}
+    assert sum(p.end for p in processor.partitions if p.topic == topics.events_topic("order")) >= 2
+
+    settings = worker.settings.model_copy(update={"warehouse": WarehouseSettings(path=tmp_path / "warehouse")})
+    behind = materializer_status(settings)
+    assert behind.last_progress_at is None and behind.lag == sum(p.end for p in behind.partitions) > 0
+    Materializer(settings).run(until_caught_up=True)
+    archived = materializer_status(settings)
+    assert archived.lag == 0 and archived.last_progress_at is not None
+
+    monkeypatch.setattr("os.environ", {**__import__("os").environ, **settings.to_environment()})
+    printed = CliRunner().invoke(cli, ["status"])
+    assert printed.exit_code == 0, printed.output
+    assert "processor: lag 0, group stable" in printed.output and "materializer: lag 0" in printed.output
+    printed = CliRunner().invoke(cli, ["status", "--json"])
+    processor_json, materializer_json = __import__("json").loads(printed.output)
+    assert [m["client_id"] for m in processor_json["members"]] == [member.client_id]
+    assert processor_json["lag"] == 0 and materializer_json["lag"] == 0

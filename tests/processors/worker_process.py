@@ -47,6 +47,14 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def explain(self) -> None:
+        """Evidence in the worker's log: its consumer's state, its asyncio tasks, its threads."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig in (signal.SIGUSR2, signal.SIGUSR1, signal.SIGQUIT):
+            self.process.send_signal(sig)
+            time.sleep(1)
+
     def assert_alive(self) -> None:
         assert self.process.poll() is None, f"worker exited; log:\n{self.log_path.read_text()[-3000:]}"
 
@@ -65,5 +73,7 @@ def wait_for(condition: Callable[[], object], *, timeout: float, worker: WorkerP
         if worker is not None:
             worker.assert_alive()
         if time.monotonic() > deadline:
+            if worker is not None:
+                worker.explain()
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
