@@ -23,6 +23,8 @@ def test_services_are_described():
     assert services["processor"]["command"] == ["process"]
     assert services["materializer"]["command"] == ["materialize"]
     assert services["apply"]["command"] == ["apply"]
+    assert "/healthz" in " ".join(services["processor"]["healthcheck"]["test"])
+    assert services["processor"]["restart"] == "on-failure"  # a stalled worker exits to be restarted
     for name in ("processor", "materializer", "apply", "labelstore"):  # one label repository, mounted
         assert services[name]["environment"]["LABELSTORE_REPO"] == "/repo"
         assert any(volume.endswith(":/repo") for volume in services[name]["volumes"])
