@@ -34,7 +34,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from random import Random
 
@@ -43,21 +42,23 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' malformed records
-import example  # noqa: E402,F401  (the fraud example repository)
-from labelstore.events.admin import ensure_topics  # noqa: E402
-from labelstore.events.publisher import producer_config  # noqa: E402
-from labelstore.events.reader import count_records, read_raw  # noqa: E402
-from labelstore.localkafka import LocalKafkaCluster  # noqa: E402
-from labelstore.localkafka.cluster import free_port  # noqa: E402
-from labelstore.processors.dead_letters import (  # noqa: E402
+import example  # the fraud example repository
+from labelstore.events.admin import ensure_topics
+from labelstore.events.publisher import producer_config
+from labelstore.events.reader import count_records, read_raw
+from labelstore.localkafka import LocalKafkaCluster
+from labelstore.localkafka.cluster import free_port
+from labelstore.processors.dead_letters import (
     ERROR_REASON, ERROR_TYPE, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC)
-from labelstore.processors.launcher import start_worker_process  # noqa: E402
-from labelstore.processors.refold import uninterrupted_versions  # noqa: E402
-from labelstore.settings import KafkaSettings, LocalKafkaSettings, ProcessorSettings, Settings, TopicSettings  # noqa: E402
-from tests.processors.malformed import EXPECTED, KINDS, MalformedRecords  # noqa: E402
+from labelstore.processors.launcher import start_worker_process
+from labelstore.processors.refold import uninterrupted_versions
+from labelstore.settings import (
+    KafkaSettings, LocalKafkaSettings, ProcessorSettings, Settings, TopicSettings)
+from tests.processors.malformed import EXPECTED, KINDS, MalformedRecords
 
 Position = tuple[str, int, int]  # topic, partition, offset
 RATE_SKIP = 0.05
+STALLED_S = 90
 
 
 class Published:
@@ -131,16 +132,24 @@ def good_records(count: int, seed: int) -> list[tuple[str, bytes, bytes]]:
     return [(e.entity_type, e.entity_id.encode(), serializer.encode(e)) for e in events]
 
 
-def run_worker(settings: Settings, log: Path, done, timeout: float = 1800) -> int:
-    """Run a worker until ``done()``; returns how often it exited by itself (a crash: 0 expected)."""
+def run_worker(settings: Settings, log: Path, progress, done, timeout: float = 1800) -> int:
+    """Run a worker until ``done()``, or until ``progress()`` stands still for ``STALLED_S`` (the
+    checks then show what is missing); returns how often it exited by itself (a crash: 0 expected)."""
     worker = start_worker_process(settings, log, log_level="warning")
     deadline = time.monotonic() + timeout
+    last, moved_at = None, time.monotonic()
     try:
         while not done():
             if worker.poll() is not None:
                 return 1
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not finish within {timeout:.0f} s; see {log}")
+            now = progress()
+            if now != last:
+                last, moved_at = now, time.monotonic()
+            elif last and time.monotonic() - moved_at > STALLED_S:
+                print(f"no output for {STALLED_S} s: stopping the worker short of the end; see {log}")
+                break
             time.sleep(1)
         return 0 if worker.poll() is None else 1
     finally:
@@ -200,14 +209,17 @@ def one_run(cluster: LocalKafkaCluster, scratch: Path, name: str, good: list, ba
     if expected_versions is None:
         expected_versions = len(uninterrupted_versions(settings))
 
+    def progress() -> tuple[int, int]:
+        return count_records(settings, versions_topic), count_records(settings, dlq)
+
     def done() -> bool:
-        return (count_records(settings, versions_topic) >= expected_versions
-                and count_records(settings, dlq) >= len(published.bad))
+        versions, dead = progress()
+        return versions >= expected_versions and dead >= len(published.bad)
 
     log = scratch / f"{name}.log"
-    exits = run_worker(settings, log, done)
+    exits = run_worker(settings, log, progress, done)
     written, versions, dead = outputs(settings)
-    return {"name": name, "published": published, "rate": good_rate(written, published.good), "versions": versions,
+    return {"name": name, "expected_versions": expected_versions, "published": published, "rate": good_rate(written, published.good), "versions": versions,
             "dead": dead, "crashes": exits + log.read_text().count("events stopped")}
 
 
@@ -221,12 +233,15 @@ def check_mixed(mixed: dict, clean: dict) -> dict:
     for position, (error, reason) in sorted(dead.items()):
         kind = published.bad.get(position)
         if kind is not None and kind not in samples:
-            samples[kind] = f"{error}: {' '.join(reason.split())[:130]}"  # a payload's reason names fields on later lines
+            # A payload's reason names its fields on the lines after the first.
+            samples[kind] = f"{error}: {' '.join(reason.split())[:130]}"
     good_dead = sum(1 for p in dead if p in published.good)
+    bad_missing = sum(1 for p in published.bad if p not in dead)
     missing = sum(1 for k, v in clean["versions"].items() if mixed["versions"].get(k) != v)
     extra = len(set(mixed["versions"]) - set(clean["versions"]))
     return {"sent": sent, "in_dlq": in_dlq, "right_kind": right_kind, "samples": samples,
-            "good_dead": good_dead, "versions_missing_or_different": missing, "versions_extra": extra}
+            "good_dead": good_dead, "bad_missing": bad_missing, "versions_missing_or_different": missing,
+            "versions_extra": extra}
 
 
 def main() -> None:
@@ -248,7 +263,7 @@ def main() -> None:
                 for name in order:
                     bad = args.bad if name == "mixed" else 0
                     run = one_run(cluster, scratch, f"{name}-{round_}", good, bad, args.seed + round_, expected)
-                    expected = len(run["versions"])  # the same good events give the same versions
+                    expected = run["expected_versions"]  # the same good events give the same versions
                     runs.append(run)
                     console.print(f"{run['name']}: {run['rate']:,.0f} good events/s, crashes {run['crashes']}")
     report(console, runs, args)
@@ -274,6 +289,7 @@ def report(console: Console, runs: list[dict], args) -> None:
         summary.add_row(f"good events/s, {run['name']}", f"{run['rate']:,.0f}")
     summary.add_row("mixed / clean (medians; target >= 0.8)", f"{mixed_rate / clean_rate:.2f}")
     summary.add_row("good records dead-lettered (must be 0)", str(sum(c["good_dead"] for c in checks)))
+    summary.add_row("malformed records not dead-lettered (must be 0)", str(sum(c["bad_missing"] for c in checks)))
     summary.add_row("label versions missing or different vs clean (lost good events; must be 0)",
                     str(sum(c["versions_missing_or_different"] for c in checks)))
     summary.add_row("label versions not in the clean run (must be 0)", str(sum(c["versions_extra"] for c in checks)))
