@@ -4,7 +4,9 @@ One agent and one changelogged table per entity type. The agent's topic carries 
 reaches it through an intake (``processors.transport``), not through Faust's stream machinery;
 each batch is decoded, folded and evaluated at once. Outputs go
 out before the state is stored, so the table never runs ahead of the label versions in Kafka (see
-``processors.core``). Nothing happens at import time: ``create_app(settings)`` builds everything.
+``processors.core``): under at-least-once they are acknowledged first (``processors.outputs``),
+under exactly-once they commit in the batch's transactions first (``processors.transactions``).
+Nothing happens at import time: ``create_app(settings)`` builds everything.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from labelstore.repository import RepositoryWatch
 from labelstore.settings import ProcessorSettings, Settings
 from labelstore.processors.batches import MessageBatches
 from labelstore.processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
-from labelstore.processors.outputs import RAW, DirectOutputs, FaustOutputs
+from labelstore.processors.outputs import RAW, DirectOutputs
 from labelstore.processors.rulebook import RuleBook
 from labelstore.processors.tables import EntityStateTable
+from labelstore.processors.transactions import TransactionalApp, TransactionalOutputs
 from labelstore.processors.transport import App as TransportApp, Intake
 from labelstore.processors.web import register_label_pages
 
@@ -83,7 +86,8 @@ def _faust_app(settings: Settings) -> faust.App:
     brokers = ";".join(f"{scheme}://{server}" for server in bootstrap_servers(settings).split(","))
     datadir = conf.data_dir / f"worker-{conf.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
-    return TransportApp(
+    exactly_once = conf.processing_guarantee == "exactly_once"
+    return (TransactionalApp if exactly_once else TransportApp)(
         settings.topics.prefix + conf.app_id,
         broker=brokers,
         store=conf.store,
@@ -104,16 +108,20 @@ def _faust_app(settings: Settings) -> faust.App:
         web_port=conf.web_port,
         web_in_thread=False,
         Table=EntityStateTable,
+        # Under exactly-once the changelog's end is its stable offset, which trails a commit the
+        # store already holds until the broker has written the commit markers: no inconsistency.
+        recovery_consistency_check=not exactly_once,
     )
 
 
-def _outputs(app: faust.App, settings: Settings) -> DirectOutputs | FaustOutputs:
+def _outputs(app: faust.App, settings: Settings) -> DirectOutputs | TransactionalOutputs:
     if settings.processor.processing_guarantee == "exactly_once":
-        return FaustOutputs(app, settings)  # the outputs must join Faust's transactions
+        return TransactionalOutputs(app, settings)
     return DirectOutputs(settings)
 
 
-def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | FaustOutputs, rulebook: RuleBook | None,
+def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | TransactionalOutputs,
+           rulebook: RuleBook | None,
            counters: Counter[str], conf: ProcessorSettings, intake: Intake,
            on_crash: Callable[[BaseException], None] | None):
     entity_type = processor.entity_type
@@ -121,7 +129,10 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Faus
     async def process(stream: faust.StreamT) -> None:
         # The stream subscribes the agent to its topic; the messages come through the intake.
         try:
-            await _process_batches(stream.app)
+            if isinstance(outputs, TransactionalOutputs):
+                await _process_transactions(stream.app)
+            else:
+                await _process_batches(stream.app)
         except Exception as exc:
             log.exception("processing %s events stopped", entity_type)
             if on_crash is not None:
@@ -152,6 +163,21 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Faus
             batches.ack(unconfirmed)
             await outputs.store_states(table, result)
             unconfirmed[:] = messages
+            _count(batch, result)
+            _spare_the_collector()
+
+    async def _process_transactions(app: faust.App) -> None:
+        # A batch's events are acknowledged once its transactions committed their offsets: Faust
+        # then waits for the batch in progress before it gives a partition away.
+        batches = MessageBatches(app, intake, conf.batch_size, conf.batch_within_s)
+        while True:
+            messages = await batches.take()
+            if not messages:
+                continue
+            batch = [_raw(message) for message in messages]
+            result = await _evaluate(batch)
+            await outputs.commit(batch, result, table)
+            batches.ack(messages)
             _count(batch, result)
             _spare_the_collector()
 

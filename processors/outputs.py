@@ -9,17 +9,16 @@ threads. ``flush`` then waits for every acknowledgement (acks=all) off the event
 outputs are confirmed before the changelog records are produced: a state in the changelog then
 always has its versions in Kafka. The changelog records are confirmed with the next batch's
 outputs (or when the agent runs out of events), and only then are the batch's events
-acknowledged: a batch waits for one round trip to the brokers, not two. Under exactly-once,
-outputs and table writes must join Faust's transactions, so they go through Faust.
+acknowledged: a batch waits for one round trip to the brokers, not two. Under exactly-once the
+same outputs and changelog records go into transactions with the consumed offsets instead
+(``processors.transactions``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from typing import Any
 
-import faust
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from faust.types import TP
 
@@ -42,8 +41,8 @@ def batch_outputs(result: BatchResult, settings: Settings) -> list[tuple[str, by
 
     Every output goes to the partition of the event that caused it (the output topics have as many
     partitions as the event topics). The latest-label key is not the entity id, so hashing it would
-    scatter an entity's outputs; under exactly-once, Faust picks the transaction by output
-    partition, so this also keeps an event's outputs in its own partition's transaction.
+    scatter an entity's outputs; under exactly-once this also puts an event's outputs in the
+    transaction of its own partition.
     """
     topics = settings.topics
     outputs = []
@@ -130,27 +129,3 @@ class DirectOutputs:
             return
         where = (message.topic(), message.partition())
         self._written[where] = max(self._written.get(where, -1), message.offset())
-
-
-class FaustOutputs:
-    """The outputs through Faust's topics (and so through its transactions under exactly-once)."""
-
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        self._topics: Mapping[str, Any] = {
-            name: app.topic(name, **RAW) for name in (settings.topics.label_versions_topic,
-                                                      settings.topics.label_latest_topic,
-                                                      settings.topics.dead_letter_topic)}
-        self.settings = settings
-
-    async def send_and_wait(self, result: BatchResult) -> None:
-        pending = [await self._topics[topic].send(key=key, value=value, partition=partition, headers=headers or None)
-                   for topic, key, value, partition, headers in batch_outputs(result, self.settings)]
-        if pending:
-            await asyncio.gather(*pending)
-
-    async def store_states(self, table: Any, result: BatchResult) -> None:
-        for key, record in result.records.items():
-            table[key] = encode_record(record)  # Faust sends the changelog record (in the transaction)
-
-    async def settle(self) -> None:
-        pass  # Faust's commit waits for its own sends

@@ -50,12 +50,13 @@ def assert_same_versions(emitted: list[LabelVersion], expected: dict[UUID, Label
     return len(emitted) - len(unique)
 
 
-EXACTLY_ONCE_AFTER_SIGKILL = pytest.mark.xfail(
-    reason="measured: after SIGKILL, Faust's exactly_once mode has produced extra label versions "
-           "(events folded onto a stale state); at_least_once is the supported mode", strict=False)
+EXACTLY_ONCE_LOSSES = pytest.mark.xfail(
+    reason="measured with the worker's own transactions: 0 duplicates in every run, but 8-24 lost events "
+           "when the worker's group rebalances at start-up (messages of the old generation are skipped and "
+           "not read again); see docs/decisions.md", strict=False)
 
 
-@pytest.mark.parametrize("guarantee", ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_AFTER_SIGKILL)])
+@pytest.mark.parametrize("guarantee", ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_LOSSES)])
 def test_worker_killed_mid_stream_recovers_and_loses_nothing(kafka_cluster, tmp_path, guarantee):
     settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), tmp_path / "data",
                               processing_guarantee=guarantee)
@@ -79,7 +80,9 @@ def test_worker_killed_mid_stream_recovers_and_loses_nothing(kafka_cluster, tmp_
         second.stop()
     duplicates = assert_same_versions(emitted, expected)
     print(f"\n{guarantee}: {len(expected)} label versions expected, {emitted_before_kill} written before "
-          f"SIGKILL, {len(emitted)} read back ({'read_committed'}), duplicates by version_id: {duplicates}")
+          f"SIGKILL, {len(emitted)} read back (read_committed), duplicates by version_id: {duplicates}")
+    if guarantee == "exactly_once":  # at-least-once may repeat the versions of the batches it redoes
+        assert duplicates == 0
 
 
 def rules_leader_index(cluster, settings) -> int:
