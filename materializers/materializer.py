@@ -16,6 +16,7 @@ import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from labelstore.events.admin import end_offsets
+from labelstore.intake import Limits
 from labelstore.connection import bootstrap_servers
 from labelstore.errors import LabelstoreError
 from labelstore.settings import Settings
@@ -46,7 +47,7 @@ class Materializer:
         self.versions_topic = topics.label_versions_topic
         self.rows = RowMaker({e: topics.events_topic(e) for e in declarations}, declarations,
                              validate_payloads=settings.processor.validate_payloads, codec=settings.repository.codec,
-                             watch=RepositoryWatch(settings.repository))
+                             watch=RepositoryWatch(settings.repository), limits=Limits.of(settings.processor))
 
     def run(self, *, until_caught_up: bool = False, should_stop: Callable[[], bool] = lambda: False,
             on_commit: Callable[[MaterializerStats], None] | None = None) -> MaterializerStats:

@@ -22,6 +22,7 @@ import faust
 
 from labelstore.connection import bootstrap_servers
 from labelstore.declarations import EntityDeclaration
+from labelstore.intake import Limits
 from labelstore.rules.model import LabelRule
 from labelstore.repository import RepositoryWatch
 from labelstore.settings import ProcessorSettings, Settings
@@ -59,7 +60,7 @@ def create_app(
         watch = RepositoryWatch(settings.repository) if from_repository else None
         processor = EntityProcessor(declaration, entity_rules, validate_payloads=settings.processor.validate_payloads,
                                     rulebook=rulebook, codec=settings.repository.codec,
-                                    watch=watch)
+                                    watch=watch, limits=Limits.of(settings.processor))
         tables[entity_type] = app.Table(
             f"{entity_type}-state", partitions=settings.kafka.partitions, **RAW_TABLE
         )
