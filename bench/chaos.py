@@ -10,8 +10,8 @@ lifecycles). Faults drawn from --seed are applied one after the other until --du
 a worker SIGKILLed and restarted; a worker SIGSTOPped past its session timeout and woken up after
 its partitions moved; a broker killed and restarted; a rolling restart of all three brokers;
 the materializer killed and restarted; a fourth worker added and later stopped. A partition whose
-committed offset stops moving while it has lag is a stall: the owners are dumped (py-spy, asyncio
-tasks, every thread) and restarted (see chaos_watch.py).
+committed offset does not reach, within --stall-after, the end it had then is a stall: the owners
+are dumped (py-spy, asyncio tasks, every thread) and restarted (see chaos_watch.py).
 
 After a quiet period: group lag 0 on every partition; labels.versions deduplicated by version_id
 equals an uninterrupted re-fold of the same log (lost, extra, different; duplicates counted and,
@@ -137,6 +137,7 @@ class ChaosRun:
             if not watch.wait_for_progress(180):
                 self.say("[red]the workers did not commit on every partition within 180 s[/]")
             self.say(f"workers processing; lag {watch.total_lag}")
+            watch.armed = True
             self.faults_from_ms = int(time.time() * 1000)  # staleness counts from here, not the start-up backlog
             self._faults(cluster, fleet, materializer, watch)
             publisher.stop()

@@ -102,7 +102,7 @@ def endpoint_mismatches(urls: list[str], last: dict[LatestKey, LabelVersion], *,
     entities = sorted(wanted)
     if len(entities) > sample:
         entities = Random(seed).sample(entities, sample)
-    clients = [LatestLabelsClient(url, timeout=30) for url in urls]
+    clients = [LatestLabelsClient(url, timeout=10) for url in urls]
 
     def wrong(indexed: tuple[int, tuple[str, str]]) -> tuple[str, str] | None:
         index, entity = indexed

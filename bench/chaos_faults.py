@@ -40,10 +40,10 @@ def schedule(seed: int, *, short: bool, session_timeout_s: float) -> Iterator[Fa
     holds = {
         "worker_kill": (0.5, 5.0),
         "worker_pause": (1.5 * session_timeout_s, 3.0 * session_timeout_s),  # past the session: partitions move
-        "broker_kill": (3.0, 20.0),
+        "broker_kill": (2.0, 10.0) if short else (3.0, 30.0),
         "rolling_restart": (0.0, 0.0),
         "materializer_kill": (0.5, 5.0),
-        "worker_added": (10.0, 30.0) if short else (20.0, 90.0),
+        "worker_added": (10.0, 20.0) if short else (20.0, 90.0),
     }
     gaps = (3.0, 8.0) if short else (10.0, 45.0)
     while True:

@@ -2,8 +2,8 @@
 
 Lag per event partition is the end offset minus the group's committed offset (the group id is
 the Faust app id with the topic prefix), asked of the brokers directly. A partition stalls when
-it has lag and its committed offset has not moved for ``stall_after_s``: the watch then asks the
-workers who owns it (Faust's ``/router/`` page), dumps the owners (py-spy, asyncio tasks, every
+its committed offset has not reached, within ``stall_after_s``, the end offset it had then: the
+watch then asks the workers who owns it (Faust's ``/router/`` page), dumps the owners (py-spy, asyncio tasks, every
 thread's stack) and, like a progress watchdog, kills and restarts them so the run can go on.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,8 @@ class LagWatch(threading.Thread):
         self.max_lag = 0
         self.sample_errors = 0
         self.stalls: list[Stall] = []
-        self._progress: dict[Partition, tuple[int, float]] = {}  # committed offset, since when
+        self._ends: dict[Partition, deque[tuple[float, int]]] = {}  # (when, end offset) samples
+        self.armed = False  # set once the workers are up: a start-up backlog is not a stall
         self._stopping = threading.Event()
         self._log = (run_dir / "lag.log").open("a")
 
@@ -137,12 +139,17 @@ class LagWatch(threading.Thread):
         return time.monotonic() - self.started
 
     def _stalled(self, now: float) -> dict[Partition, int]:
+        """Partitions whose committed offset has not reached the end offset they had
+        ``stall_after_s`` ago: stuck, or crawling behind a steady input (seen: a partition's
+        committed offset moved a few events a minute while its lag stayed ~800)."""
         stalled = {}
         for partition, (committed, end) in self.latest.items():
-            previous, since = self._progress.get(partition, (None, now))
-            if committed != previous or committed >= end:
-                self._progress[partition] = (committed, now)
-            elif now - since >= self.stall_after_s:
+            history = self._ends.setdefault(partition, deque())
+            history.append((now, end))
+            while len(history) > 1 and history[1][0] <= now - self.stall_after_s:
+                history.popleft()
+            since, end_then = history[0]
+            if self.armed and now - since >= self.stall_after_s and committed < end_then:
                 stalled[partition] = end - committed
         return stalled
 
@@ -165,9 +172,8 @@ class LagWatch(threading.Thread):
                     stall.restarted.append(worker.name)
         self.stalls.append(stall)
         self._log.write(f"{self.elapsed():8.1f} {label}: {stall}\n")
-        now = time.monotonic()
         for partition in stalled:
-            self._progress[partition] = (self.latest[partition][0], now)
+            self._ends.pop(partition, None)  # a fresh window for the restarted owner
 
     def wait_for_progress(self, timeout: float) -> bool:
         """Until every partition has a committed offset: the workers are up and processing."""

@@ -3,7 +3,8 @@
 Runs ``bench/chaos.py --short`` as an operator would (its own three-node cluster, workers,
 materializer and publisher) and reads the run's results.json. LABELSTORE_CHAOS_SEED and
 LABELSTORE_CHAOS_GUARANTEE choose another seed or exactly_once (which then also requires 0
-duplicates); the run's folder stays under pytest's tmp_path with its logs and dumps.
+duplicates); the run's folder (logs, dumps, results.json) is LABELSTORE_CHAOS_DIR, else under
+pytest's tmp_path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ pytestmark = [pytest.mark.fault, pytest.mark.chaos, pytest.mark.timeout(1200)]
 def reap(run_dir: Path) -> list[int]:
     spec = importlib.util.spec_from_file_location("chaos_fleet", BENCH / "chaos_fleet.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(spec.name, module)  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.reap(run_dir)
 
@@ -50,7 +52,8 @@ def run_short_chaos(run_dir: Path, seed: str, guarantee: str) -> subprocess.Comp
 def test_short_chaos_run_loses_nothing(tmp_path):
     seed = os.environ.get("LABELSTORE_CHAOS_SEED", "17")
     guarantee = os.environ.get("LABELSTORE_CHAOS_GUARANTEE", "at_least_once")
-    run_dir = tmp_path / "chaos"
+    # pytest keeps only its last few temporary folders, and other sessions may run meanwhile.
+    run_dir = Path(os.environ.get("LABELSTORE_CHAOS_DIR", tmp_path / "chaos"))
     done = run_short_chaos(run_dir, seed, guarantee)
     print(done.stdout[-6000:])
     results_file = run_dir / "results.json"
