@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from labelstore.events.exceptions import TopicMismatchError
@@ -119,6 +119,10 @@ def _check(admin: AdminClient, specs: list[TopicSpec], existing: Mapping, timeou
                 )
 
 
+LEADER_MOVED = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                KafkaError.UNKNOWN_TOPIC_OR_PART}  # also just after a topic was created
+
+
 def end_offsets(settings: Settings, partitions: Mapping[str, list[int]], *, timeout: float = 30.0,
                 admin: AdminClient | None = None) -> dict[str, dict[int, int]]:
     """The current end offset of each partition, in one request per broker."""
@@ -138,7 +142,8 @@ def end_offsets(settings: Settings, partitions: Mapping[str, list[int]], *, time
                 ends[tp.topic][tp.partition] = future.result().offset
             except KafkaException as exc:
                 # A leader that moved, or a topic just created: the client learns the new leader and asks again.
-                if not exc.args[0].retriable() or time.monotonic() > deadline:
+                error = exc.args[0]
+                if not (error.retriable() or error.code() in LEADER_MOVED) or time.monotonic() > deadline:
                     raise
             else:
                 del request[tp]

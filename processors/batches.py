@@ -20,7 +20,7 @@ from typing import Any
 
 from faust.types import Message
 
-from labelstore.processors.transport import Intake
+from labelstore.processors.transport import Intake, first_offsets
 
 IDLE_AFTER_S = 0.1
 BEHIND_S = 0.1  # compares log-append times with this worker's clock: assumes they roughly agree
@@ -41,15 +41,22 @@ class MessageBatches:
     async def take(self) -> list[Message]:
         taken = await self._take()
         # Messages fetched before a rebalance (another generation) or while the worker is
-        # recovering are not for this agent: dropped, neither processed nor acknowledged. Once
-        # the state is recovered the consumer seeks to the committed offsets and fetches them
-        # again. Acknowledging them, as Faust's streams do, let the next commit pass over events
-        # nobody processed: a worker restarted after SIGKILL lost them (their label versions
-        # missing) and folded the entities' later events onto states without them.
+        # recovering are not for this agent: dropped, neither processed nor acknowledged, and
+        # fetched again (``Consumer.rewind``; a seek to the committed offsets may do it first).
+        # Acknowledging them, as Faust's streams do, let the next commit pass over events nobody
+        # processed: a worker restarted after SIGKILL lost them (their label versions missing)
+        # and folded the entities' later events onto states without them.
+        consumer = self.app.consumer
         if not self.app.flow_control.is_active():
+            consumer.rewind(first_offsets(taken))
             return []
-        generation, track = self.app.consumer_generation_id, self.app.consumer.track_message
+        generation, track = self.app.consumer_generation_id, consumer.track_message
         current = [message for message in taken if message.generation_id == generation]
+        if len(current) < len(taken):
+            rewound = consumer.rewind(first_offsets(m for m in taken if m.generation_id != generation))
+            if rewound:  # their later messages too: fetched again after the rewound ones, in order
+                current = [m for m in current if not (m.tp in rewound and m.offset >= rewound[m.tp])]
+                self.intake.discard(rewound)
         for message in current:
             track(message)
         return current

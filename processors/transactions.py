@@ -86,19 +86,6 @@ class PartitionTransactions(TransactionManager):
         if started:
             log.info("transactional producers started (previous owners fenced) for %s",
                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(started)))
-        await self._rewind([tp for tp in assigned if tp.topic in intakes])
-
-    async def _rewind(self, tps: list[TP]) -> None:
-        """Back to the committed offsets (the start when none is committed). Messages fetched in the
-        previous generation are skipped by the agent, and Faust's own seek after recovery leaves a
-        partition without committed offsets where the fetcher got to: its skipped messages were
-        then never read again, and a later batch committed offsets past them (measured: events of
-        the first second lost after a rebalance at start-up)."""
-        if not tps:
-            return
-        committed = await self.consumer.seek_to_committed()
-        for tp in tps:
-            await self.consumer.seek(tp, committed.get(tp) or 0)  # 0: the log start, or the reset policy's
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         pass  # Faust waited for the batches in progress to be acked, i.e. committed

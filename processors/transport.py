@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any
 
 import faust
+from aiokafka.structs import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -43,11 +44,13 @@ class Consumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         intakes = self.app.intakes
         moved = self.app.progress.moved
+        rewound = self._rewound
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 messages = self.getmany(timeout=1.0)
+                fetched_after = self._rewinds  # a partition rewound later: its records here are stale
                 await self.sleep(0)
                 if self.should_stop:
                     continue
@@ -71,6 +74,8 @@ class Consumer(faust_aiokafka.Consumer):
                     else:
                         if intake.full:  # back-pressure, abandoned like a hand-over if the flow is suspended
                             await self.wait_first(intake.room(), self.suspend_flow.wait())
+                        if rewound.get(tp, 0) > fetched_after:
+                            continue  # fetched before a rewind: the partition is fetched again from there
                         intake.put(message)
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
@@ -87,6 +92,46 @@ class Consumer(faust_aiokafka.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rewinds = 0
+        self._rewound: dict[Any, int] = {}  # TP -> the rewind that last moved it back
+
+    def rewind(self, dropped: dict[Any, int]) -> dict[Any, int]:
+        """Fetch again from ``dropped[tp]``, the first of ``tp``'s messages that were handed over
+        and then dropped unprocessed (an intake cleared, a batch's stale messages).
+
+        Without it the fetcher went on after them: they were never processed unless a seek to the
+        committed offsets came later, and the next events of their entities were folded onto
+        states without them. Nothing is done for a partition no longer assigned, or whose position
+        a seek already moved back before the dropped message (it is fetched again anyway).
+        Returns the partitions rewound, with their offsets."""
+        assigned, rewound = self.assignment(), {}
+        for tp, offset in dropped.items():
+            last = self._read_offset.get(tp)
+            if tp not in assigned or last is None or last < offset:
+                continue
+            self._thread.seek(tp, offset)  # as Faust's own seek does, from this thread
+            self._read_offset[tp] = offset
+            self._rewinds += 1
+            self._rewound[tp] = self._rewinds
+            rewound[tp] = offset
+        return rewound
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, also for the event partitions without any.
+
+        Faust (through aiokafka) seeks only partitions with a committed offset above 0; the others
+        stay where the fetcher got to, past any message the agents dropped unprocessed when the
+        flow was suspended (``processors.batches``). Their committed position is their start."""
+        await super().perform_seek()
+        uncommitted = [tp for tp in self.assignment()
+                       if tp.topic in self.app.intakes and not self._committed_offset.get(tp)]
+        if uncommitted:
+            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in uncommitted))
+            for tp in uncommitted:
+                self._read_offset.pop(tp, None)
 
     def ack(self, message: Any) -> bool:
         acked = super().ack(message)
@@ -139,8 +184,9 @@ class Intake:
     buffers when the flow resumes after a rebalance: what it held was fetched for an older
     assignment."""
 
-    def __init__(self, max_buffered: int) -> None:
+    def __init__(self, max_buffered: int, on_drop: Callable[[dict], None] | None = None) -> None:
         self.max_buffered = max_buffered
+        self.on_drop = on_drop  # given each partition's first offset dropped by ``clear``
         self._messages: deque = deque()
         self._arrived = asyncio.Event()
         self._emptied = asyncio.Event()
@@ -165,6 +211,15 @@ class Intake:
             self._emptied.set()
         return taken
 
+    def discard(self, since: dict[Any, int]) -> None:
+        """Drop the messages of each partition in ``since`` from its offset on (to be fetched again)."""
+        kept = [m for m in self._messages if not (m.tp in since and m.offset >= since[m.tp])]
+        if len(kept) < len(self._messages):
+            self._messages = deque(kept)
+            if not kept:
+                self._arrived.clear()
+            self._emptied.set()
+
     async def arrival(self) -> None:
         """Returns once a message is waiting."""
         await self._arrived.wait()
@@ -175,9 +230,22 @@ class Intake:
             await self._emptied.wait()
 
     def clear(self) -> None:
+        dropped = first_offsets(self._messages)
         self._messages.clear()
         self._arrived.clear()
         self._emptied.set()
+        if dropped and self.on_drop is not None:
+            self.on_drop(dropped)
+
+
+def first_offsets(messages: Iterable[Any]) -> dict[Any, int]:
+    """Each partition's lowest offset among ``messages``."""
+    first: dict[Any, int] = {}
+    for message in messages:
+        tp = message.tp
+        if tp not in first or message.offset < first[tp]:
+            first[tp] = message.offset
+    return first
 
 
 class Transport(faust_aiokafka.Transport):
@@ -199,7 +267,8 @@ class App(faust.App):
         """The intake of ``topic``'s messages (made on first use; before the worker starts, so no
         message of it goes to the conductor)."""
         if topic not in self.intakes:
-            self.intakes[topic] = Intake(self.conf.stream_buffer_maxsize)
+            self.intakes[topic] = Intake(self.conf.stream_buffer_maxsize,
+                                         on_drop=lambda dropped: self.consumer.rewind(dropped))
             self.flow_control.manage_queue(self.intakes[topic])
         return self.intakes[topic]
 

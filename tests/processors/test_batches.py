@@ -10,12 +10,19 @@ from labelstore.processors.batches import MessageBatches
 from labelstore.processors.transport import Intake
 
 
-def message(offset: int, generation: int = 1, logged_s_ago: float = 5.0) -> SimpleNamespace:
-    return SimpleNamespace(offset=offset, generation_id=generation, timestamp=time.time() - logged_s_ago)
+def message(offset: int, generation: int = 1, logged_s_ago: float = 5.0, partition: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(offset=offset, generation_id=generation, timestamp=time.time() - logged_s_ago,
+                           tp=("events", partition))
 
 
-def fake_app(tracked: list, acked: list) -> SimpleNamespace:
-    consumer = SimpleNamespace(track_message=tracked.append, ack=acked.append)
+def fake_app(tracked: list, acked: list, rewinds: list | None = None, *, rewound: bool = True) -> SimpleNamespace:
+    """``rewinds`` collects what the batches asked the consumer to fetch again; ``rewound``: whether it did."""
+    def rewind(dropped):
+        if rewinds is not None:
+            rewinds.append(dropped)
+        return dropped if rewound else {}
+
+    consumer = SimpleNamespace(track_message=tracked.append, ack=acked.append, rewind=rewind)
     return SimpleNamespace(consumer=consumer, consumer_generation_id=1,
                            flow_control=SimpleNamespace(is_active=lambda: True))
 
@@ -26,7 +33,8 @@ def test_a_batch_is_what_is_waiting_up_to_the_maximum_and_stale_messages_are_nev
         messages = [message(0), message(1, generation=0), *(message(offset) for offset in range(2, 6))]
         for each in messages:
             intake.put(each)
-        batches = MessageBatches(fake_app(tracked, acked), intake, max_events=4, within_s=0.01)
+        # (a seek covers the stale message here: see the rewind tests below for when none does)
+        batches = MessageBatches(fake_app(tracked, acked, rewound=False), intake, max_events=4, within_s=0.01)
         first = await batches.take()
         assert [each.offset for each in first] == [0, 2, 3]  # 4 taken, 1 of an older generation
         # Acknowledged, the stale message would let a commit pass over an event never processed.
@@ -39,18 +47,68 @@ def test_a_batch_is_what_is_waiting_up_to_the_maximum_and_stale_messages_are_nev
     asyncio.run(scenario())
 
 
-def test_messages_taken_while_the_worker_recovers_are_dropped_unacknowledged():
+def test_messages_taken_while_the_worker_recovers_are_dropped_unacknowledged_and_fetched_again():
     async def scenario():
-        intake, tracked, acked = Intake(max_buffered=100), [], []
-        app = fake_app(tracked, acked)
+        intake, tracked, acked, rewinds = Intake(max_buffered=100), [], [], []
+        app = fake_app(tracked, acked, rewinds)
         app.flow_control = SimpleNamespace(is_active=lambda: False)
-        for offset in range(3):
-            intake.put(message(offset))
+        for offset, partition in ((7, 0), (8, 0), (3, 1)):
+            intake.put(message(offset, partition=partition))
         batches = MessageBatches(app, intake, max_events=10, within_s=0.01)
         assert await batches.take() == []
         assert acked == [] and tracked == [] and len(intake) == 0
+        assert rewinds == [{("events", 0): 7, ("events", 1): 3}]
 
     asyncio.run(scenario())
+
+
+def test_after_a_stale_message_its_partitions_later_messages_wait_to_be_fetched_again_in_order():
+    async def scenario():
+        intake, tracked, acked, rewinds = Intake(max_buffered=100), [], [], []
+        for each in (message(5, generation=0), message(6), message(2, partition=1), message(7), message(3, partition=1)):
+            intake.put(each)
+        batches = MessageBatches(fake_app(tracked, acked, rewinds), intake, max_events=3, within_s=0.01)
+        batch = await batches.take()
+        assert rewinds == [{("events", 0): 5}]
+        # offset 6 of partition 0 is dropped with the stale 5 (both fetched again, 5 first); partition 1 goes on
+        assert [(m.tp[1], m.offset) for m in batch] == [(1, 2)]
+        assert [(m.tp[1], m.offset) for m in intake.take(10)] == [(1, 3)]  # 7 of partition 0 discarded too
+
+    asyncio.run(scenario())
+
+
+def test_a_stale_message_a_seek_already_covers_drops_nothing_else():
+    async def scenario():
+        intake = Intake(max_buffered=100)
+        for each in (message(5, generation=0), message(6)):
+            intake.put(each)
+        batches = MessageBatches(fake_app([], [], [], rewound=False), intake, max_events=10, within_s=0.01)
+        assert [m.offset for m in await batches.take()] == [6]
+
+    asyncio.run(scenario())
+
+
+def test_a_cleared_intake_reports_each_partitions_first_dropped_offset():
+    dropped = []
+    intake = Intake(max_buffered=100, on_drop=dropped.append)
+    for offset, partition in ((4, 0), (5, 0), (9, 1)):
+        intake.put(message(offset, partition=partition))
+    intake.clear()
+    intake.clear()  # nothing dropped: not reported
+    assert dropped == [{("events", 0): 4, ("events", 1): 9}]
+
+
+def test_the_consumer_rewinds_only_assigned_partitions_it_handed_over_past_the_dropped_offset():
+    from labelstore.processors.transport import Consumer
+
+    seeks = []
+    consumer = SimpleNamespace(assignment=lambda: {"a", "b", "c"}, _read_offset={"a": 10, "b": 3}, _rewinds=0,
+                               _rewound={}, _thread=SimpleNamespace(seek=lambda tp, offset: seeks.append((tp, offset))))
+    # a: handed over up to 10, 7 dropped -> back to 7; b: a seek went back to 3 already; c: position unknown;
+    # d: not assigned any more
+    rewound = Consumer.rewind(consumer, {"a": 7, "b": 5, "c": 1, "d": 2})
+    assert rewound == {"a": 7} and seeks == [("a", 7)]
+    assert consumer._read_offset["a"] == 7 and consumer._rewound == {"a": 1}
 
 
 def test_a_batch_of_a_worker_behind_waits_within_its_time_for_more_messages():

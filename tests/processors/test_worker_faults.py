@@ -7,6 +7,7 @@ partitions, offsets and broker timestamps), so the label versions must match fie
 from __future__ import annotations
 
 import itertools
+from collections import defaultdict
 from uuid import UUID
 
 import pytest
@@ -39,21 +40,35 @@ def wait_for_all(worker: WorkerProcess, expected: dict[UUID, LabelVersion], time
         emitted = label_versions(worker.settings)
         return emitted if {v.version_id for v in emitted} >= set(expected) else None
 
-    return wait_for(complete, timeout=60, worker=worker, interval=2)
+    try:
+        return wait_for(complete, timeout=60, worker=worker, interval=2)
+    except AssertionError:
+        return label_versions(worker.settings)  # assert_same_versions then says what is missing
+
+
+def _where(versions) -> str:
+    by_partition = defaultdict(list)
+    for version in versions:
+        by_partition[version.caused_by.partition].append(version.caused_by.offset)
+    return ", ".join(f"p{p}: {len(o)} at offsets {min(o)}-{max(o)}" for p, o in sorted(by_partition.items()))
 
 
 def assert_same_versions(emitted: list[LabelVersion], expected: dict[UUID, LabelVersion]) -> int:
     """Deduplicated by version_id the emitted versions equal the expected ones; returns duplicates."""
     unique = {v.version_id: v for v in emitted}
-    assert set(unique) == set(expected)
+    missing = [expected[key] for key in set(expected) - set(unique)]
+    extra = [unique[key] for key in set(unique) - set(expected)]
+    assert not missing and not extra, (f"{len(missing)} versions missing ({_where(missing)}), "
+                                       f"{len(extra)} not expected ({_where(extra)})")
     assert all(unique[key] == expected[key] for key in expected)
     return len(emitted) - len(unique)
 
 
 EXACTLY_ONCE_LOSSES = pytest.mark.xfail(
-    reason="measured with the worker's own transactions: 0 duplicates in every run, but 8-24 lost events "
-           "when the worker's group rebalances at start-up (messages of the old generation are skipped and "
-           "not read again); see docs/decisions.md", strict=False)
+    reason="measured with the worker's own transactions: 0 duplicates in every run, but 1 run of 3 lost "
+           "events just past the killed worker's offsets in the partitions the restarted worker owned before "
+           "the dead member left the group (72 versions missing, 10 different); see docs/decisions.md",
+    strict=False)
 
 
 @pytest.mark.parametrize("guarantee", ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_LOSSES)])
