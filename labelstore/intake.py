@@ -8,7 +8,7 @@ A record is an event if, in this order: its key and value together are at most
 ``max_event_bytes``; it has a key and a value; its bytes decode under the writer schema its
 fingerprint names; that schema's entity type is the topic's, and the record's own ``entity_type``
 and ``event_type`` fields are the schema's (bytes of one event type under another's fingerprint
-can decode cleanly: OrderTagged read as OrderUntagged would remove the tag it adds); the key is
+can decode cleanly: a tag-adding event read as its tag-removing twin inverts it); the key is
 its ``entity_id``; its ``event_time`` lies from 1970-01-01T00:00:00Z up to
 ``event_time_max_ahead_s`` after the broker recorded it; its payload passes the schema's
 constraints; and its entity declares operations for its event type. Each failed check has its

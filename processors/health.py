@@ -54,7 +54,7 @@ class Progress:
 
 
 @dataclass
-class Verdict:
+class Assessment:
     """What the last check found. ``lagging`` maps "topic/partition" to events not yet processed."""
 
     checked_at: float = 0.0
@@ -76,7 +76,7 @@ class Watchdog:
                  stall_timeout_s: float, *, on_stall: Callable[[str], None] | None = None) -> None:
         self.app, self.progress, self._end_offsets = app, progress, end_offsets
         self.stall_timeout_s = stall_timeout_s
-        self.verdict = Verdict(checked_at=time.monotonic())
+        self.assessment = Assessment(checked_at=time.monotonic())
         self.work_since: float | None = None  # when the current stretch of work began
         self.on_stall = on_stall or _exit_stalled
         self._stopped = threading.Event()
@@ -86,16 +86,16 @@ class Watchdog:
     # -- on the event loop
     async def check(self) -> None:
         self._checked = True
-        verdict = Verdict(checked_at=time.monotonic(), recovering=_recovering(self.app))
+        assessment = Assessment(checked_at=time.monotonic(), recovering=_recovering(self.app))
         try:
-            verdict.lagging = await self._lagging()
-        except Exception as exc:  # noqa: BLE001  (brokers unreachable: no verdict on lag, keep checking)
-            verdict.error = f"end offsets unknown: {exc}"
-        if verdict.has_work and not self.verdict.has_work:
-            self.work_since = verdict.checked_at
-        elif not verdict.has_work:
+            assessment.lagging = await self._lagging()
+        except Exception as exc:  # noqa: BLE001  (brokers unreachable: no assessment on lag, keep checking)
+            assessment.error = f"end offsets unknown: {exc}"
+        if assessment.has_work and not self.assessment.has_work:
+            self.work_since = assessment.checked_at
+        elif not assessment.has_work:
             self.work_since = None
-        self.verdict = verdict
+        self.assessment = assessment
 
     async def _lagging(self) -> dict[str, int]:
         owned = _owned_event_partitions(self.app)
@@ -121,10 +121,10 @@ class Watchdog:
         if self.work_since is not None:
             since = max(self.progress.moved_at, self.work_since)
             if now - since > self.stall_timeout_s:
-                work = "recovering state" if self.verdict.recovering else f"lagging {self.verdict.lagging}"
+                work = "recovering state" if self.assessment.recovering else f"lagging {self.assessment.lagging}"
                 return now - since, f"no progress while {work}"
-        if now - self.verdict.checked_at > self.stall_timeout_s:
-            return now - self.verdict.checked_at, "the event loop has not run a check"
+        if now - self.assessment.checked_at > self.stall_timeout_s:
+            return now - self.assessment.checked_at, "the event loop has not run a check"
         return None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -143,7 +143,7 @@ class Watchdog:
         while not self._stopped.wait(1.0):
             if loop.is_closed():
                 return
-            if (checking is None or checking.done()) and time.monotonic() - self.verdict.checked_at >= CHECK_EVERY_S:
+            if (checking is None or checking.done()) and time.monotonic() - self.assessment.checked_at >= CHECK_EVERY_S:
                 checking = asyncio.run_coroutine_threadsafe(self.check(), loop)
             if not self._checked:
                 continue  # the loop has not run yet: nothing to judge
@@ -153,7 +153,7 @@ class Watchdog:
                 # suspended VM). Not a stall of its own; judge the time since it resumed.
                 log.warning("the worker did not run for %.0f s; resuming the stall clock", now - last)
                 self.progress.moved()
-                self.verdict.checked_at = now
+                self.assessment.checked_at = now
             last = now
             stalled = self.stalled_for()
             if stalled is not None:
@@ -168,9 +168,9 @@ class Watchdog:
             "reason": None if stalled is None else stalled[1],
             "seconds_since_progress": round(time.monotonic() - self.progress.moved_at, 1),
             "last_progress_at": self.progress.moved_at_wall,
-            "recovering": self.verdict.recovering,
-            "lagging": self.verdict.lagging,
-            "lag_error": self.verdict.error,
+            "recovering": self.assessment.recovering,
+            "lagging": self.assessment.lagging,
+            "lag_error": self.assessment.error,
             "stall_timeout_s": self.stall_timeout_s,
         }
 

@@ -50,8 +50,8 @@ def test_unprocessed_events_without_progress_are_a_stall(settings, events_topic)
     progress = Progress()
     watchdog = watchdog_for(settings, fake_app(events_topic, range(4)), progress)
     asyncio.run(watchdog.check())
-    assert watchdog.verdict.error is None
-    assert watchdog.verdict.lagging == {f"{events_topic}/0": 5, f"{events_topic}/2": 3}
+    assert watchdog.assessment.error is None
+    assert watchdog.assessment.lagging == {f"{events_topic}/0": 5, f"{events_topic}/2": 3}
     now = watchdog.work_since
     assert watchdog.stalled_for(now + 4.0) is None  # not yet
     stalled_for, reason = watchdog.stalled_for(now + 6.0)
@@ -69,7 +69,7 @@ def test_all_processed_or_committed_is_no_work(settings, events_topic):
     app.consumer._committed_offset[TP(events_topic, 2)] = 3
     watchdog = watchdog_for(settings, app, progress)
     asyncio.run(watchdog.check())
-    assert watchdog.verdict.lagging == {} and watchdog.work_since is None
+    assert watchdog.assessment.lagging == {} and watchdog.work_since is None
     assert watchdog.stalled_for(progress.moved_at + 4) is None
 
 
@@ -79,8 +79,8 @@ def test_an_idle_worker_whose_checks_stop_is_stalled(settings, events_topic):
     watchdog = watchdog_for(settings, app, progress)
     asyncio.run(watchdog.check())
     assert watchdog.work_since is None
-    assert watchdog.stalled_for(watchdog.verdict.checked_at + 4) is None
-    assert "event loop" in watchdog.stalled_for(watchdog.verdict.checked_at + 6)[1]
+    assert watchdog.stalled_for(watchdog.assessment.checked_at + 4) is None
+    assert "event loop" in watchdog.stalled_for(watchdog.assessment.checked_at + 6)[1]
 
 
 def test_a_recovery_that_does_not_move_is_a_stall(settings, events_topic):
@@ -88,17 +88,17 @@ def test_a_recovery_that_does_not_move_is_a_stall(settings, events_topic):
     watchdog = watchdog_for(settings, fake_app(events_topic, [1], recovery=Recovery(in_recovery=True, completed=False)),
                             progress)
     asyncio.run(watchdog.check())
-    assert watchdog.verdict.recovering and watchdog.verdict.lagging == {}
+    assert watchdog.assessment.recovering and watchdog.assessment.lagging == {}
     assert "recovering state" in watchdog.stalled_for(watchdog.work_since + 6)[1]
 
 
-def test_brokers_that_cannot_answer_give_no_verdict_on_lag(events_topic):
+def test_brokers_that_cannot_answer_give_no_assessment_of_lag(events_topic):
     def unreachable(partitions):
         raise OSError("no brokers")
 
     watchdog = Watchdog(fake_app(events_topic, [0]), Progress(), unreachable, 5.0, on_stall=lambda reason: None)
     asyncio.run(watchdog.check())
-    assert watchdog.verdict.error == "end offsets unknown: no brokers" and not watchdog.verdict.has_work
+    assert watchdog.assessment.error == "end offsets unknown: no brokers" and not watchdog.assessment.has_work
 
 
 def test_the_judge_calls_the_stall_handler_from_its_thread(settings, events_topic):
