@@ -26,7 +26,7 @@ from labelstore.processors.client import LatestLabelsClient, ProcessorNotReadyEr
 from labelstore.settings import Settings
 from labelstore.warehouse import Warehouse
 
-EXAMPLES = 5  # ids kept per kind of finding, for the report
+EXAMPLES = 20  # ids kept per kind of finding, for the report
 LatestKey = tuple[str, str, str]  # entity_type, entity_id, label
 
 
@@ -66,8 +66,15 @@ def compare_versions(expected: dict[UUID, LabelVersion], emitted: list[tuple[Lab
     return VersionFindings(
         expected=len(expected), records=len(emitted), lost=len(lost), extra=len(extra), different=len(different),
         duplicates=len(emitted) - len(unique),
-        examples={kind: [str(k) for k in keys[:EXAMPLES]] for kind, keys in
+        examples={kind: [_describe(expected.get(k) or unique[k]) for k in keys[:EXAMPLES]] for kind, keys in
                   (("lost", lost), ("extra", extra), ("different", different)) if keys})
+
+
+def _describe(version: LabelVersion) -> str:
+    """Where a version came from: enough to find the fault that made it go wrong."""
+    cause = version.caused_by
+    return (f"{version.entity_id} {version.label} {version.previous_value!r}->{version.value!r} caused by "
+            f"{cause.topic}[{cause.partition}]@{cause.offset} recorded {version.recorded_at} ({version.version_id})")
 
 
 def last_versions(expected: dict[UUID, LabelVersion]) -> dict[LatestKey, LabelVersion]:

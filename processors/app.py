@@ -11,6 +11,7 @@ Nothing happens at import time: ``create_app(settings)`` builds everything.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -28,6 +29,7 @@ from labelstore.repository import RepositoryWatch
 from labelstore.settings import ProcessorSettings, Settings
 from labelstore.processors.batches import MessageBatches
 from labelstore.processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
+from labelstore.processors.health import FreezeGuard
 from labelstore.processors.outputs import RAW, DirectOutputs
 from labelstore.processors.rulebook import RuleBook
 from labelstore.processors.tables import EntityStateTable
@@ -151,7 +153,17 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             batches.ack(unconfirmed)
             unconfirmed.clear()
 
+        async def may_write(messages: Sequence[Any]) -> bool:
+            # A worker that was not running past its session timeout writes nothing of what it
+            # held until its group moved on (processors.health.FreezeGuard).
+            if app.freeze_guard.may_write(messages[0].generation_id):
+                return True
+            batches.give_back(messages)
+            await asyncio.sleep(FreezeGuard.TICK_S)
+            return False
+
         batches = MessageBatches(app, intake, conf.batch_size, conf.batch_within_s, on_idle=confirm)
+        app.freeze_guard.start()
         while True:
             messages = await batches.take()
             if not messages:
@@ -160,8 +172,12 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             result = await _evaluate(batch)
             # 1. versions and dead letters become durable (and the previous batch's state),
             # 2. then the state is stored.
+            if not await may_write(messages):
+                continue
             await outputs.send_and_wait(result)
             batches.ack(unconfirmed)
+            if not await may_write(messages):  # stopped while the outputs went out
+                continue
             await outputs.store_states(table, result)
             unconfirmed[:] = messages
             _count(batch, result)

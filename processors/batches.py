@@ -47,10 +47,11 @@ class MessageBatches:
         # processed: a worker restarted after SIGKILL lost them (their label versions missing)
         # and folded the entities' later events onto states without them.
         consumer = self.app.consumer
-        if not self.app.flow_control.is_active():
+        generation, track = self.app.consumer_generation_id, consumer.track_message
+        if not self.app.flow_control.is_active() or consumer.seeked_generation != generation:
+            # A recovery opens the flow before the seek to the committed offsets (Consumer.perform_seek).
             consumer.rewind(first_offsets(taken))
             return []
-        generation, track = self.app.consumer_generation_id, consumer.track_message
         current = [message for message in taken if message.generation_id == generation]
         if len(current) < len(taken):
             rewound = consumer.rewind(first_offsets(m for m in taken if m.generation_id != generation))
@@ -60,6 +61,12 @@ class MessageBatches:
         for message in current:
             track(message)
         return current
+
+    def give_back(self, messages: Sequence[Message]) -> None:
+        """Drop a batch taken but not to be processed now: it is fetched again, in order."""
+        rewound = self.app.consumer.rewind(first_offsets(messages))
+        if rewound:
+            self.intake.discard(rewound)
 
     def ack(self, messages: Sequence[Message]) -> None:
         ack = self.app.consumer.ack

@@ -53,6 +53,57 @@ class Progress:
         self.moved()
 
 
+class FreezeGuard:
+    """Holds this worker's writes after it did not run for most of a session timeout.
+
+    A process stopped (SIGSTOP, a suspended VM, a starved host) past its session timeout has lost
+    its partitions to another worker, but it does not know yet when it runs again: the batch it
+    held, or took from what it had fetched, would write label versions, latest labels and states
+    after the new owner's newer ones (seen in a chaos run: labels.latest held older versions).
+    The event loop ticks every ``TICK_S``; a gap of ``freeze_after_s`` between ticks, noticed
+    by the tick or by a write that comes first, holds writes of messages of that generation
+    until the group has moved on (a new generation: they are stale then) or for one more session
+    timeout (the membership survived). Records already handed to the producer before the stop
+    still go out: only a transaction fences those (``exactly_once``).
+    """
+
+    TICK_S = 0.5
+
+    def __init__(self, session_timeout_s: float, current_generation: Callable[[], int]) -> None:
+        self.session_timeout_s = session_timeout_s
+        self.current_generation = current_generation
+        self.freeze_after_s = session_timeout_s * 0.8
+        self.last_tick = time.monotonic()
+        self.held_generation = -1
+        self.held_until = 0.0
+        self._ticking: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Start ticking on the running event loop (once)."""
+        if self._ticking is None:
+            self.last_tick = time.monotonic()
+            self._ticking = asyncio.get_running_loop().call_later(self.TICK_S, self._tick)
+
+    def _tick(self) -> None:
+        self._notice()
+        self.last_tick = time.monotonic()
+        self._ticking = asyncio.get_running_loop().call_later(self.TICK_S, self._tick)
+
+    def _notice(self) -> None:
+        now = time.monotonic()
+        if now - self.last_tick > self.freeze_after_s and self.held_until < now:
+            self.held_until = now + self.session_timeout_s
+            self.held_generation = self.current_generation()
+            log.warning("the worker did not run for %.1f s (session timeout %.0f s): its partitions may "
+                        "have moved; writes of what it fetched before are held", now - self.last_tick,
+                        self.session_timeout_s)
+
+    def may_write(self, generation: int) -> bool:
+        """Whether a batch of messages of ``generation`` may write its outputs now."""
+        self._notice()
+        return time.monotonic() >= self.held_until or generation > self.held_generation
+
+
 @dataclass
 class Assessment:
     """What the last check found. ``lagging`` maps "topic/partition" to events not yet processed."""

@@ -25,11 +25,10 @@ from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any
 
 import faust
-from aiokafka.structs import TopicPartition
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from labelstore.processors.health import Progress
+from labelstore.processors.health import FreezeGuard, Progress
 
 log = logging.getLogger(__name__)
 CLIENT_ID_PREFIX = "labelstore-processor@"
@@ -44,13 +43,12 @@ class Consumer(faust_aiokafka.Consumer):
         acks_enabled_for = self.app.topics.acks_enabled_for
         intakes = self.app.intakes
         moved = self.app.progress.moved
-        rewound = self._rewound
+        expected = self._expected
         since_yield = 0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
                 messages = self.getmany(timeout=1.0)
-                fetched_after = self._rewinds  # a partition rewound later: its records here are stale
                 await self.sleep(0)
                 if self.should_stop:
                     continue
@@ -74,8 +72,10 @@ class Consumer(faust_aiokafka.Consumer):
                     else:
                         if intake.full:  # back-pressure, abandoned like a hand-over if the flow is suspended
                             await self.wait_first(intake.room(), self.suspend_flow.wait())
-                        if rewound.get(tp, 0) > fetched_after:
-                            continue  # fetched before a rewind: the partition is fetched again from there
+                        if tp in expected:
+                            if offset != expected[tp]:
+                                continue  # fetched before the partition's last seek: it is fetched again
+                            del expected[tp]
                         intake.put(message)
                     read_offset[tp] = offset
                 self.diag.unset_flag(CONSUMER_FETCHING)
@@ -95,8 +95,14 @@ class Consumer(faust_aiokafka.Consumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._rewinds = 0
-        self._rewound: dict[Any, int] = {}  # TP -> the rewind that last moved it back
+        # TP -> the offset a seek moved it to. Until a message with that offset comes, what comes
+        # was fetched before the seek (a fetch returns after it, a fetched round is still being
+        # handed over) and is dropped: handed over, it was processed ahead of the messages the seek
+        # went back for, which were then skipped as replays.
+        self._expected: dict[Any, int] = {}
+        # The generation whose seek to the committed offsets is done: before it, an agent takes
+        # nothing (``processors.batches``).
+        self.seeked_generation: int | None = None
 
     def rewind(self, dropped: dict[Any, int]) -> dict[Any, int]:
         """Fetch again from ``dropped[tp]``, the first of ``tp``'s messages that were handed over
@@ -112,26 +118,38 @@ class Consumer(faust_aiokafka.Consumer):
             last = self._read_offset.get(tp)
             if tp not in assigned or last is None or last < offset:
                 continue
-            self._thread.seek(tp, offset)  # as Faust's own seek does, from this thread
-            self._read_offset[tp] = offset
-            self._rewinds += 1
-            self._rewound[tp] = self._rewinds
+            self._seek_event_partition(tp, offset)
             rewound[tp] = offset
         return rewound
 
+    def _seek_event_partition(self, tp: Any, offset: int) -> None:
+        self._thread.seek(tp, offset)  # as Faust's own seek does, from this thread
+        self._read_offset[tp] = None
+        self._expected[tp] = offset
+
     async def perform_seek(self) -> None:
-        """Faust's seek to the committed offsets, also for the event partitions without any.
+        """Faust's seek to the committed offsets, made exact for the event partitions.
 
         Faust (through aiokafka) seeks only partitions with a committed offset above 0; the others
-        stay where the fetcher got to, past any message the agents dropped unprocessed when the
-        flow was suspended (``processors.batches``). Their committed position is their start."""
+        stayed where the fetcher got to, past any message the agents dropped unprocessed when the
+        flow was suspended (``processors.batches``): their committed position is their start.
+        Faust resumes fetching before it seeks, and during a recovery the flow is open: what was
+        fetched meanwhile (from wherever the fetcher was) is dropped, in the intake and in flight,
+        and the agents take nothing of this generation before the seek is done. Seen in a chaos
+        run: a partition's offsets 280-283 folded first, then 0-279 from the seek, 138 and 152
+        skipped as replays of entities already folded past them (their label versions lost)."""
+        generation = self.app.consumer_generation_id
         await super().perform_seek()
-        uncommitted = [tp for tp in self.assignment()
-                       if tp.topic in self.app.intakes and not self._committed_offset.get(tp)]
-        if uncommitted:
-            await self._thread.seek_to_beginning(*(TopicPartition(tp.topic, tp.partition) for tp in uncommitted))
-            for tp in uncommitted:
-                self._read_offset.pop(tp, None)
+        intakes = self.app.intakes
+        events = [tp for tp in self.assignment() if tp.topic in intakes]
+        uncommitted = [tp for tp in events if not self._committed_offset.get(tp)]
+        starts = await self.earliest_offsets(*uncommitted) if uncommitted else {}
+        for tp in events:
+            self._seek_event_partition(tp, self._committed_offset.get(tp) or starts.get(tp, 0))
+        for intake in intakes.values():
+            intake.discard({tp: 0 for tp in events})
+        if self.app.consumer_generation_id == generation:
+            self.seeked_generation = generation
 
     def ack(self, message: Any) -> bool:
         acked = super().ack(message)
@@ -262,6 +280,7 @@ class App(faust.App):
         super().__init__(*args, **kwargs)
         self.intakes: dict[str, Intake] = {}
         self.progress = Progress()
+        self.freeze_guard = FreezeGuard(self.conf.broker_session_timeout, lambda: self.consumer_generation_id)
 
     def intake(self, topic: str) -> Intake:
         """The intake of ``topic``'s messages (made on first use; before the worker starts, so no

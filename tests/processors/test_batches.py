@@ -22,7 +22,7 @@ def fake_app(tracked: list, acked: list, rewinds: list | None = None, *, rewound
             rewinds.append(dropped)
         return dropped if rewound else {}
 
-    consumer = SimpleNamespace(track_message=tracked.append, ack=acked.append, rewind=rewind)
+    consumer = SimpleNamespace(track_message=tracked.append, ack=acked.append, rewind=rewind, seeked_generation=1)
     return SimpleNamespace(consumer=consumer, consumer_generation_id=1,
                            flow_control=SimpleNamespace(is_active=lambda: True))
 
@@ -58,6 +58,24 @@ def test_messages_taken_while_the_worker_recovers_are_dropped_unacknowledged_and
         assert await batches.take() == []
         assert acked == [] and tracked == [] and len(intake) == 0
         assert rewinds == [{("events", 0): 7, ("events", 1): 3}]
+
+    asyncio.run(scenario())
+
+
+def test_messages_taken_before_the_seek_of_their_generation_are_dropped_and_fetched_again():
+    # Faust resumes fetching, and a recovery opens the flow, before it seeks to the committed offsets.
+    async def scenario():
+        intake, tracked, acked, rewinds = Intake(max_buffered=100), [], [], []
+        app = fake_app(tracked, acked, rewinds)
+        app.consumer.seeked_generation = 0  # generation 1's seek is not done yet
+        for offset in (280, 282):
+            intake.put(message(offset))
+        batches = MessageBatches(app, intake, max_events=10, within_s=0.01)
+        assert await batches.take() == []
+        assert acked == [] and tracked == [] and rewinds == [{("events", 0): 280}]
+        app.consumer.seeked_generation = 1
+        intake.put(message(0))
+        assert [m.offset for m in await batches.take()] == [0]
 
     asyncio.run(scenario())
 
@@ -102,13 +120,15 @@ def test_the_consumer_rewinds_only_assigned_partitions_it_handed_over_past_the_d
     from labelstore.processors.transport import Consumer
 
     seeks = []
-    consumer = SimpleNamespace(assignment=lambda: {"a", "b", "c"}, _read_offset={"a": 10, "b": 3}, _rewinds=0,
-                               _rewound={}, _thread=SimpleNamespace(seek=lambda tp, offset: seeks.append((tp, offset))))
+    consumer = SimpleNamespace(assignment=lambda: {"a", "b", "c"}, _read_offset={"a": 10, "b": 3}, _expected={},
+                               _thread=SimpleNamespace(seek=lambda tp, offset: seeks.append((tp, offset))))
+    consumer._seek_event_partition = lambda tp, offset: Consumer._seek_event_partition(consumer, tp, offset)
     # a: handed over up to 10, 7 dropped -> back to 7; b: a seek went back to 3 already; c: position unknown;
     # d: not assigned any more
     rewound = Consumer.rewind(consumer, {"a": 7, "b": 5, "c": 1, "d": 2})
     assert rewound == {"a": 7} and seeks == [("a", 7)]
-    assert consumer._read_offset["a"] == 7 and consumer._rewound == {"a": 1}
+    # until offset 7 comes back, what comes of "a" was fetched before the seek
+    assert consumer._read_offset["a"] is None and consumer._expected == {"a": 7}
 
 
 def test_a_batch_of_a_worker_behind_waits_within_its_time_for_more_messages():

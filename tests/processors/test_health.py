@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from faust.types import TP
 
 from labelstore.events.admin import end_offsets
-from labelstore.processors.health import Progress, Watchdog
+from labelstore.processors.health import FreezeGuard, Progress, Watchdog
 
 
 class Recovery:
@@ -134,3 +134,22 @@ def test_a_blocked_event_loop_is_a_stall(settings, events_topic):
 
     asyncio.run(block_after_the_first_check())
     assert stalls and "the event loop has not run a check" in stalls[0]
+
+
+def test_a_worker_that_did_not_run_past_most_of_its_session_holds_the_writes_of_that_generation():
+    generation = [3]
+    guard = FreezeGuard(session_timeout_s=10.0, current_generation=lambda: generation[0])
+    assert guard.may_write(3)
+    guard.last_tick -= 9.0  # stopped for 9 s: its partitions may be another worker's now
+    assert not guard.may_write(3)
+    generation[0] = 4  # the group moved on: what this worker takes now is of the new generation
+    assert guard.may_write(4) and not guard.may_write(3)
+    guard.last_tick = time.monotonic()  # ticking again
+    guard.held_until = time.monotonic() - 0.1  # no rebalance came within a session timeout: it kept them
+    assert guard.may_write(3)
+
+
+def test_a_short_pause_holds_nothing():
+    guard = FreezeGuard(session_timeout_s=10.0, current_generation=lambda: 1)
+    guard.last_tick -= 7.0
+    assert guard.may_write(1)
