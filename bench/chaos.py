@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--session-timeout", type=float, default=6.0, help="the workers' group session timeout, s")
     parser.add_argument("--stall-after", type=float, default=60.0,
                         help="seconds a lagging partition's committed offset may stay put before it is a stall")
+    parser.add_argument("--worker-stall-timeout", type=float, default=30.0,
+                        help="the workers' own stall timeout, s: below --stall-after, so a worker that stops "
+                             "moving exits by itself (and is restarted) before the harness calls it a stall")
     parser.add_argument("--quiet-timeout", type=float, default=240.0, help="longest wait for lag 0 after the faults, s")
     parser.add_argument("--endpoint-sample", type=int, default=None,
                         help="entities asked of the endpoint, at most (default: 2,000 short, 20,000 long)")
@@ -86,6 +89,7 @@ def chaos_settings(bootstrap: str, run_dir: Path, args: argparse.Namespace) -> S
         kafka=KafkaSettings(bootstrap_servers=bootstrap, replication_factor=3, min_insync_replicas=2),
         topics=TopicSettings(prefix="chaos."),
         processor=ProcessorSettings(data_dir=run_dir / "processor", session_timeout_s=args.session_timeout,
+                                    stall_timeout_s=args.worker_stall_timeout,
                                     processing_guarantee=args.guarantee),
         warehouse=WarehouseSettings(path=run_dir / "warehouse", flush_interval_s=1.0),
         rules=RulesSettings(catalog_url=f"sqlite:///{run_dir / 'catalog.sqlite'}"),

@@ -111,13 +111,22 @@ def endpoint_mismatches(urls: list[str], last: dict[LatestKey, LabelVersion], *,
         entities = Random(seed).sample(entities, sample)
     clients = [LatestLabelsClient(url, timeout=10) for url in urls]
 
+    answers: dict[tuple[str, str], str] = {}
+
     def wrong(indexed: tuple[int, tuple[str, str]]) -> tuple[str, str] | None:
         index, entity = indexed
+        client = clients[index % len(clients)]
         try:
-            labels = clients[index % len(clients)].labels(*entity) or {}
-        except (ProcessorNotReadyError, OSError):
+            answer = client.entity(*entity) or {}
+        except (ProcessorNotReadyError, OSError) as exc:
+            answers[entity] = f"{client.base_url}: {exc}"
             return entity
-        return None if {name: v["version_id"] for name, v in labels.items()} == wanted[entity] else entity
+        held = {name: v["version_id"] for name, v in answer.get("labels", {}).items()}
+        if held == wanted[entity]:
+            return None
+        answers[entity] = f"{client.base_url} (forwarded to the owner): {held or 'no entity'}, folded through " \
+                          f"{answer.get('last_offset')}; wanted {wanted[entity]}"
+        return entity
 
     pending, deadline = entities, time.monotonic() + settle_s
     with ThreadPoolExecutor(8) as pool:
@@ -126,7 +135,7 @@ def endpoint_mismatches(urls: list[str], last: dict[LatestKey, LabelVersion], *,
             if not pending or time.monotonic() > deadline:
                 break
             time.sleep(3)
-    return len(entities), len(pending), [f"{t}/{i}" for t, i in pending[:EXAMPLES]]
+    return len(entities), len(pending), [f"{t}/{i}: {answers.get((t, i))}" for t, i in pending[:EXAMPLES]]
 
 
 def archive_findings(settings: Settings, emitted: list[tuple[LabelVersion, int]], ends: dict[str, dict[int, int]]) -> dict:

@@ -64,7 +64,12 @@ class MessageBatches:
 
     def give_back(self, messages: Sequence[Message]) -> None:
         """Drop a batch taken but not to be processed now: it is fetched again, in order."""
-        rewound = self.app.consumer.rewind(first_offsets(messages))
+        consumer = self.app.consumer
+        for message in messages:
+            # Taken messages are tracked, and Faust gives a partition away only once every
+            # tracked message is acknowledged: kept, they held a rebalance for good.
+            consumer._unacked_messages.discard(message)
+        rewound = consumer.rewind(first_offsets(messages))
         if rewound:
             self.intake.discard(rewound)
 

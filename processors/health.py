@@ -1,7 +1,7 @@
 """Is the worker alive, ready and moving? And if it has work but does not move: exit, loudly.
 
 A stuck worker is the worst failure a label store can have: its latest labels go stale and
-nothing says so. ``Progress`` records when this worker last moved (messages fetched, events
+nothing says so. ``Progress`` records when this worker last moved (state recovered, events
 acknowledged after processing). ``Watchdog`` knows whether it has work: recovering its state, or
 owning event partitions whose end offset is beyond what it processed (asked of the brokers, not of
 Faust's consumer, which may be the stuck part). With work and no move for ``stall_timeout_s``,
@@ -41,7 +41,7 @@ class Progress:
     moved_at: float = field(default_factory=time.monotonic)
     processed: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def moved(self) -> None:  # called per message fetched: one clock read
+    def moved(self) -> None:
         self.moved_at = time.monotonic()
 
     @property
@@ -133,11 +133,20 @@ class Watchdog:
         self._stopped = threading.Event()
         self._judging: threading.Thread | None = None
         self._checked = False  # judged only once the event loop ran a first check
+        self._recovered_through = 0  # the sum of the recovery's changelog offsets at the last check
 
     # -- on the event loop
     async def check(self) -> None:
         self._checked = True
         assessment = Assessment(checked_at=time.monotonic(), recovering=_recovering(self.app))
+        if assessment.recovering:
+            # A recovery moves when its active changelog offsets do; fetching other partitions
+            # is no progress (seen in a chaos run: a recovery waited for a changelog partition
+            # that was not fetched after a broker restart).
+            recovered_through = _recovered_through(self.app)
+            if recovered_through != self._recovered_through:
+                self._recovered_through = recovered_through
+                self.progress.moved()
         try:
             assessment.lagging = await self._lagging()
         except Exception as exc:  # noqa: BLE001  (brokers unreachable: no assessment on lag, keep checking)
@@ -240,6 +249,10 @@ def _recovering(app: Any) -> bool:
     return bool(_assignment(app)) and (recovery.in_recovery or not recovery.completed.is_set())
 
 
+def _recovered_through(app: Any) -> int:
+    return sum(app.tables.recovery.active_offsets.values())
+
+
 def _assignment(app: Any) -> set:
     try:
         return app.consumer.assignment()
@@ -252,12 +265,16 @@ def _owned_event_partitions(app: Any) -> list[tuple[str, int]]:
 
 
 def _exit_stalled(reason: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
-    log.critical("exiting (%d) for a restart: %s", STALLED_EXIT_CODE, reason)
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-    if loop is not None:
-        _print_tasks(loop)
-    sys.stderr.flush()
-    os._exit(STALLED_EXIT_CODE)
+    try:
+        log.critical("exiting (%d) for a restart: %s", STALLED_EXIT_CODE, reason)
+        # The real stderr: mode replaces sys.stderr with a logging proxy that has no file number,
+        # and faulthandler's NotImplementedError once ended this thread before the exit below.
+        faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+        if loop is not None:
+            _print_tasks(loop)
+        sys.stderr.flush()
+    finally:
+        os._exit(STALLED_EXIT_CODE)
 
 
 def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:

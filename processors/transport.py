@@ -42,7 +42,6 @@ class Consumer(faust_aiokafka.Consumer):
         read_offset = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
         intakes = self.app.intakes
-        moved = self.app.progress.moved
         expected = self._expected
         since_yield = 0
         try:
@@ -53,7 +52,6 @@ class Consumer(faust_aiokafka.Consumer):
                 if self.should_stop:
                     continue
                 async for tp, message in messages:
-                    moved()
                     since_yield += 1
                     if since_yield > 100:  # let the agents run between long runs of hand-overs
                         await asyncio.sleep(0)

@@ -10,9 +10,13 @@ from labelstore.processors.batches import MessageBatches
 from labelstore.processors.transport import Intake
 
 
-def message(offset: int, generation: int = 1, logged_s_ago: float = 5.0, partition: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(offset=offset, generation_id=generation, timestamp=time.time() - logged_s_ago,
-                           tp=("events", partition))
+class Message(SimpleNamespace):
+    __hash__ = object.__hash__  # Faust's messages are hashable: the consumer tracks them in a set
+
+
+def message(offset: int, generation: int = 1, logged_s_ago: float = 5.0, partition: int = 0) -> Message:
+    return Message(offset=offset, generation_id=generation, timestamp=time.time() - logged_s_ago,
+                   tp=("events", partition))
 
 
 def fake_app(tracked: list, acked: list, rewinds: list | None = None, *, rewound: bool = True) -> SimpleNamespace:
@@ -182,5 +186,24 @@ def test_a_full_intake_makes_room_once_taken_from_and_is_emptied_by_clear():
         await asyncio.wait_for(room, 1)
         intake.clear()
         assert len(intake) == 0 and not intake.full
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_given_back_is_no_longer_tracked_and_is_fetched_again_with_what_followed_it():
+    async def scenario():
+        intake, tracked, acked, rewinds = Intake(max_buffered=100), [], [], []
+        app = fake_app(tracked, acked, rewinds)
+        app.consumer._unacked_messages = set()
+        app.consumer.track_message = app.consumer._unacked_messages.add
+        for offset in (4, 5, 6):
+            intake.put(message(offset))
+        batches = MessageBatches(app, intake, max_events=2, within_s=0.01)
+        batch = await batches.take()
+        assert app.consumer._unacked_messages == set(batch)
+        batches.give_back(batch)
+        # A tracked message never acknowledged held Faust's revocation (wait_empty) for good.
+        assert app.consumer._unacked_messages == set() and acked == []
+        assert rewinds == [{("events", 0): 4}] and len(intake) == 0
 
     asyncio.run(scenario())

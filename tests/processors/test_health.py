@@ -18,6 +18,7 @@ from labelstore.processors.health import FreezeGuard, Progress, Watchdog
 class Recovery:
     def __init__(self, in_recovery=False, completed=True):
         self.in_recovery = in_recovery
+        self.active_offsets = {}  # changelog TP -> offset recovered to
         self.completed = SimpleNamespace(is_set=lambda: completed)
 
 
@@ -90,6 +91,19 @@ def test_a_recovery_that_does_not_move_is_a_stall(settings, events_topic):
     asyncio.run(watchdog.check())
     assert watchdog.assessment.recovering and watchdog.assessment.lagging == {}
     assert "recovering state" in watchdog.stalled_for(watchdog.work_since + 6)[1]
+
+
+def test_a_recovery_moves_when_its_changelog_offsets_do_and_only_then(settings, events_topic):
+    progress, recovery = Progress(), Recovery(in_recovery=True, completed=False)
+    watchdog = watchdog_for(settings, fake_app(events_topic, [1], recovery=recovery), progress)
+    asyncio.run(watchdog.check())
+    recovery.active_offsets[TP(f"{events_topic}-changelog", 1)] = 40
+    progress.moved_at -= 100
+    asyncio.run(watchdog.check())
+    assert time.monotonic() - progress.moved_at < 5  # 40 records recovered since the last check
+    progress.moved_at -= 100
+    asyncio.run(watchdog.check())
+    assert time.monotonic() - progress.moved_at > 99  # none since
 
 
 def test_brokers_that_cannot_answer_give_no_assessment_of_lag(events_topic):
