@@ -64,14 +64,7 @@ def assert_same_versions(emitted: list[LabelVersion], expected: dict[UUID, Label
     return len(emitted) - len(unique)
 
 
-EXACTLY_ONCE_LOSSES = pytest.mark.xfail(
-    reason="measured with the worker's own transactions: 0 duplicates in every run, but 1 run of 3 lost "
-           "events just past the killed worker's offsets in the partitions the restarted worker owned before "
-           "the dead member left the group (72 versions missing, 10 different); see docs/decisions.md",
-    strict=False)
-
-
-@pytest.mark.parametrize("guarantee", ["at_least_once", pytest.param("exactly_once", marks=EXACTLY_ONCE_LOSSES)])
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_worker_killed_mid_stream_recovers_and_loses_nothing(kafka_cluster, tmp_path, guarantee):
     settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), tmp_path / "data",
                               processing_guarantee=guarantee)
