@@ -10,6 +10,7 @@ import pytest
 
 from labelstore.settings import ProcessorSettings
 from labelstore.processors.app import _agent
+from labelstore.processors.health import FreezeGuard
 
 
 class FailingIntake:
@@ -25,5 +26,5 @@ def test_a_failing_agent_reports_the_crash_instead_of_idling():
     process = _agent(SimpleNamespace(entity_type="order"), {}, {}, None, Counter(), ProcessorSettings(),
                      FailingIntake(), crashes.append)
     with pytest.raises(RuntimeError, match="broken batch"):
-        asyncio.run(process(SimpleNamespace(app=None)))
+        asyncio.run(process(SimpleNamespace(app=SimpleNamespace(freeze_guard=FreezeGuard(10.0, lambda: 1)))))
     assert [str(c) for c in crashes] == ["broken batch"]
