@@ -89,7 +89,7 @@ def owners(fleet: Fleet, settings: Settings) -> dict[Partition, Worker]:
 
 class LagWatch(threading.Thread):
     def __init__(self, settings: Settings, fleet: Fleet, run_dir: Path, *, stall_after_s: float,
-                 restart_stalled: bool = True, interval_s: float = 2.0) -> None:
+                 restart_stalled: bool = False, interval_s: float = 2.0) -> None:
         super().__init__(name="chaos-lag-watch", daemon=True)
         self.settings = settings
         self.fleet = fleet
