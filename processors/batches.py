@@ -54,10 +54,9 @@ class MessageBatches:
             return []
         current = [message for message in taken if message.generation_id == generation]
         if len(current) < len(taken):
-            rewound = consumer.rewind(first_offsets(m for m in taken if m.generation_id != generation))
+            rewound = self._fetch_again([m for m in taken if m.generation_id != generation])
             if rewound:  # their later messages too: fetched again after the rewound ones, in order
                 current = [m for m in current if not (m.tp in rewound and m.offset >= rewound[m.tp])]
-                self.intake.discard(rewound)
         for message in current:
             track(message)
         return current
@@ -69,9 +68,15 @@ class MessageBatches:
             # Taken messages are tracked, and Faust gives a partition away only once every
             # tracked message is acknowledged: kept, they held a rebalance for good.
             consumer._unacked_messages.discard(message)
-        rewound = consumer.rewind(first_offsets(messages))
+        self._fetch_again(messages)
+
+    def _fetch_again(self, messages: Sequence[Message]) -> dict:
+        """Rewind the messages' partitions to the first of them, and drop the later messages of
+        those partitions waiting in the intake: each partition is fetched again in order."""
+        rewound = self.app.consumer.rewind(first_offsets(messages))
         if rewound:
             self.intake.discard(rewound)
+        return rewound
 
     def ack(self, messages: Sequence[Message]) -> None:
         ack = self.app.consumer.ack
