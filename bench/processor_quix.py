@@ -39,7 +39,7 @@ import example  # noqa: F401  (the fraud example repository)
 from labelstore.events.publisher import producer_config
 from labelstore.declarations import load_declarations
 from labelstore.fold import EntityFold, to_epoch_ms
-from labelstore.intake import Rejection, admit
+from labelstore.intake import Rejection, admit, checks_of
 from labelstore.labels import Cause, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import load_rules
@@ -112,9 +112,12 @@ def main() -> None:
     )
     topic = app.topic(events_topic, key_deserializer="bytes", value_deserializer="bytes")
     fold, codec = EntityFold(load_declarations()[ENTITY_TYPE]), AvroCodec()
+    checks = checks_of(codec)
 
     def fold_event(value: bytes, key: bytes, timestamp: int, headers: Any, state) -> dict | None:
-        decoded = admit(ENTITY_TYPE, key, value, codec, foldable=frozenset(fold.declaration.events))
+        # The processor's admission: payload checks, and event times bounded by the broker's time.
+        decoded = admit(ENTITY_TYPE, key, value, codec, checks=checks, foldable=frozenset(fold.declaration.events),
+                        recorded_at_ms=timestamp)
         if isinstance(decoded, Rejection):
             return None
         previous = state.get("state")

@@ -125,7 +125,8 @@ class EventTypes:
     def __init__(self, schema_set: SchemaSet) -> None:
         self.schema_set = schema_set
         self.catalog = describe(schema_set)
-        records: dict[str, type[Record]] = {}
+        self.records: dict[str, type[Record]] = {}  # by the record's full name
+        records = self.records
         for spec in self.catalog.records.values():
             fields = {f.name: _field_definition(spec.full_name, f, records) for f in spec.fields}
             records[spec.full_name] = create_model(

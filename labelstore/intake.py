@@ -32,6 +32,7 @@ from labelstore.settings import ProcessorSettings
 
 if TYPE_CHECKING:
     from labelstore.declarations import EntityDeclaration
+    from labelstore.events.checks import DecodedChecks
     from labelstore.events.typed import EventTypes
     from labelstore.repository import RepositoryWatch
 
@@ -41,6 +42,7 @@ log = logging.getLogger("labelstore.intake")
 # it looks at the repository again before it dead-letters such a record.
 UNKNOWN_TO_THIS_WORKER = frozenset({"UnknownSchemaError", "UnknownEventTypeError", "unfoldable-event"})
 _EVENT_TYPES: WeakKeyDictionary[AvroCodec, EventTypes] = WeakKeyDictionary()
+_CHECKS: WeakKeyDictionary[AvroCodec, DecodedChecks] = WeakKeyDictionary()
 
 
 def event_types_of(codec: AvroCodec) -> EventTypes:
@@ -50,6 +52,15 @@ def event_types_of(codec: AvroCodec) -> EventTypes:
 
         _EVENT_TYPES[codec] = EventTypes(codec.schema_set)
     return _EVENT_TYPES[codec]
+
+
+def checks_of(codec: AvroCodec) -> DecodedChecks:
+    """What a record decoded by ``codec`` must pass beyond Avro (``labelstore.events.checks``), built once."""
+    if codec not in _CHECKS:
+        from labelstore.events.checks import DecodedChecks
+
+        _CHECKS[codec] = DecodedChecks(event_types_of(codec))
+    return _CHECKS[codec]
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,12 @@ SHOWN_CHARACTERS = 120  # of a key or field quoted in a reason: a hostile record
 
 
 def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroCodec, *,
-          event_types: EventTypes | None = None, foldable: frozenset[str] | None = None,
+          checks: DecodedChecks | None = None, foldable: frozenset[str] | None = None,
           recorded_at_ms: int | None = None, limits: Limits = DEFAULT_LIMITS) -> DecodedEvent | Rejection:
     """The decoded event, or why the record on ``entity_type``'s topic is not one.
 
-    With ``event_types``, the payload must also pass the checks Avro cannot express (the
-    constraints the repository's schemas declare), as the publishing SDK's do. Without
+    With ``checks``, the record must also pass what Avro cannot express (the constraints the
+    repository's schemas declare), as the publishing SDK's models do. Without
     ``recorded_at_ms`` (the broker's time of the record), ``event_time`` has no upper bound."""
     # Sizes first: a megabyte record is refused before it is decoded.
     size = len(key or b"") + len(value or b"")
@@ -109,9 +120,9 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
     out_of_range = _event_time_out_of_range(to_epoch_ms(record["event_time"]), recorded_at_ms, limits)
     if out_of_range is not None:
         return out_of_range
-    if event_types is not None:
+    if checks is not None:
         try:
-            event_types.parse(decoded.record)
+            checks.check(decoded.event_type, record)
         except InvalidEventError as exc:
             return Rejection("invalid-event", str(exc))
     if foldable is not None and decoded.event_type not in foldable:
@@ -184,13 +195,13 @@ class Admission:
 
     def _admit(self, entity_type: str, key: bytes | None, value: bytes | None,
                recorded_at_ms: int | None) -> DecodedEvent | Rejection:
-        return admit(entity_type, key, value, self.codec, event_types=self.event_types,
+        return admit(entity_type, key, value, self.codec, checks=self.checks,
                      foldable=self._foldable.get(entity_type, frozenset()), recorded_at_ms=recorded_at_ms,
                      limits=self.limits)
 
     def _use(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration]) -> None:
         self.codec = codec
-        self.event_types = event_types_of(codec) if self.validate_payloads else None
+        self.checks = checks_of(codec) if self.validate_payloads else None
         self._foldable = {entity_type: frozenset(d.events) for entity_type, d in declarations.items()}
 
     def _reload(self) -> bool:

@@ -8,7 +8,7 @@ version. The online processor and the offline backfill both build versions with 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID, uuid5
 
@@ -76,24 +76,35 @@ def label_changes(
     *,
     event_time: int,
     recorded_at: int,
-    cause: Cause,
+    cause: Cause | Callable[[], Cause],
 ) -> list[LabelVersion]:
     """The versions one event causes: one per label whose value differs from ``current``.
 
     ``current`` maps a label to its latest version as a dict (``value`` at least); a label with no
-    version yet counts as NULL, so a rule that abstains emits nothing.
+    version yet counts as NULL, so a rule that abstains emits nothing. ``cause`` may be a function
+    that makes it: most events change no label, and the processor then builds none.
     """
     changes = []
     for rule, value in zip(rules, values, strict=True):
-        previous = current.get(rule.name, {}).get("value")
+        previous = current.get(rule.name, _NO_VERSION).get("value")
         if value == previous and type(value) is type(previous):
             continue
-        changes.append(LabelVersion(
+        if not isinstance(cause, Cause):
+            cause = cause()
+        if not isinstance(value, LABEL_VALUE_TYPES):
+            raise TypeError(f"rule {rule.key} gave {value!r}, not a label value")
+        # Every field is of its type by construction: validating each version again cost more
+        # than the fold of its event.
+        changes.append(LabelVersion.model_construct(
             version_id=version_id(entity_type, entity_id, rule.name, rule.version, cause.event_id),
             entity_type=entity_type, entity_id=entity_id, label=rule.name, rule_version=rule.version,
             value=value, previous_value=previous, event_time=event_time, recorded_at=recorded_at, caused_by=cause,
         ))
     return changes
+
+
+_NO_VERSION: Mapping[str, Any] = {}
+LABEL_VALUE_TYPES = (str, bool, int, float, type(None))
 
 
 def as_current(version: LabelVersion) -> dict[str, Any]:

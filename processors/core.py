@@ -88,6 +88,10 @@ class _Folded(NamedTuple):
     decoded: DecodedEvent
     event_time: int
 
+    def cause(self) -> Cause:
+        return Cause(event_id=self.decoded.record["event_id"], topic=self.message.topic,
+                     partition=self.message.partition, offset=self.message.offset)
+
 
 class EntityProcessor:
     """Processes batches of one entity type's event topic."""
@@ -128,9 +132,7 @@ class EntityProcessor:
             record = result.records[item.key]
             versions = label_changes(
                 self.entity_type, item.decoded.record["entity_id"], rules, row, record["labels"],
-                event_time=item.event_time, recorded_at=item.message.timestamp_ms,
-                cause=Cause(event_id=item.decoded.record["event_id"], topic=item.message.topic,
-                            partition=item.message.partition, offset=item.message.offset),
+                event_time=item.event_time, recorded_at=item.message.timestamp_ms, cause=item.cause,
             )
             for version in versions:
                 record["labels"][version.label] = as_current(version)

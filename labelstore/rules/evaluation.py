@@ -25,6 +25,9 @@ from labelstore.rules.sandbox import ARROW_TYPES, sandboxed_connection
 from labelstore.rules.validation import validate_rule
 
 
+SQL_TYPES = {"string": "VARCHAR", "boolean": "BOOLEAN", "long": "BIGINT", "double": "DOUBLE"}
+
+
 class RuleEvaluator:
     """Computes every rule of one entity type for a batch of states, in one query."""
 
@@ -39,7 +42,10 @@ class RuleEvaluator:
         # Only the fields some rule reads travel to DuckDB.
         self.fields = read or [next(iter(declaration.fields))]
         self._types = [ARROW_TYPES[declaration.fields[name].type] for name in self.fields]
-        select = ", ".join(f'({rule.expression}\n) AS "{rule.name}"' for rule in rules) or "NULL AS none"
+        # Cast to the declared type: a double rule may compute a DECIMAL, which must not become
+        # a label value of another Python type than the double it is.
+        select = ", ".join(f'CAST(({rule.expression}\n) AS {SQL_TYPES[rule.value_type]}) AS "{rule.name}"'
+                           for rule in rules) or "NULL AS none"
         self._sql = f"SELECT {select} FROM states"
         self._connection = sandboxed_connection(threads)
         self.cache_size = cache_size

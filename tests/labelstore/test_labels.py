@@ -34,3 +34,25 @@ def test_a_version_only_where_the_value_changes():
 def test_an_abstaining_rule_emits_nothing_and_ids_are_deterministic():
     assert changes(None, {}) == []
     assert changes("negative", {})[0].version_id == changes("negative", {})[0].version_id
+
+
+def test_the_cause_is_made_only_for_a_change():
+    made = []
+
+    def cause():
+        made.append(1)
+        return CAUSE
+
+    def lazily(value, current):
+        return label_changes("order", "order-1", [FRAUD], [value], current, event_time=10, recorded_at=20, cause=cause)
+
+    [first] = lazily("negative", {})
+    assert first.caused_by == CAUSE and len(made) == 1
+    assert lazily("negative", {"fraud": as_current(first)}) == [] and len(made) == 1
+
+
+def test_a_value_that_is_no_label_value_is_refused():
+    from decimal import Decimal
+
+    with pytest.raises(TypeError, match="fraud v1 gave Decimal"):
+        changes(Decimal("0.5"), {})

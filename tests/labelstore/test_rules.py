@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pytest
 
 from labelstore.declarations import load_declarations
@@ -68,6 +69,17 @@ def test_evaluation_in_one_batch():
 def test_a_trailing_comment_cannot_swallow_the_query():
     assert RuleEvaluator(ORDER, [rule("classification -- the model's verdict")]).evaluate(
         [{**ORDER.initial_state(), "classification": "FRAUD"}]) == [("FRAUD",)]
+
+
+def test_values_are_of_the_declared_type_whatever_the_expression_computes():
+    # 0.5 is a DECIMAL to DuckDB, chargebacks an integer: a double rule gives floats online and
+    # offline alike, and a version's value keeps one Python type.
+    decimal, integer = rule("CASE WHEN chargebacks > 0 THEN 0.5 END", "double"), rule("chargebacks", "double")
+    states = [{**ORDER.initial_state(), "chargebacks": count} for count in (0, 2)]
+    assert RuleEvaluator(ORDER, [decimal]).evaluate(states) == [(None,), (0.5,)]
+    assert all(type(value) is float for (value,) in RuleEvaluator(ORDER, [integer]).evaluate(states))
+    table = RuleEvaluator(ORDER, [decimal]).evaluate_table(pa.table({"chargebacks": pa.array([0, 2], pa.int64())}))
+    assert table.schema.field("candidate").type == pa.float64()
 
 
 def test_arithmetic_and_comparisons_are_allowed():
