@@ -18,7 +18,7 @@ from labelstore.declarations import EntityDeclaration, FieldOperation
 from labelstore.errors import LabelstoreError
 
 State = dict[str, Any]
-Step = Callable[[State, Mapping[str, Any]], None]
+Step = Callable[[State, Mapping[str, Any]], None]  # updates the state in place
 
 
 class UnfoldableEventError(LabelstoreError):
@@ -26,13 +26,13 @@ class UnfoldableEventError(LabelstoreError):
 
 
 class EntityFold:
-    """Applies an entity declaration's operations, compiled once into small steps per event type."""
+    """Applies an entity declaration's operations, compiled once into one function per event type."""
 
     def __init__(self, declaration: EntityDeclaration) -> None:
         self.declaration = declaration
         self._width = len(declaration.fields)
-        self._steps: dict[str, tuple[Step, ...]] = {
-            event_type: tuple(_compile(op, declaration) for op in declaration.operations(event_type))
+        self._steps: dict[str, Step] = {
+            event_type: _compile(event_type, declaration.operations(event_type), declaration)
             for event_type in declaration.events
         }
 
@@ -42,7 +42,7 @@ class EntityFold:
     def apply(self, state: State | None, event_type: str, record: Mapping[str, Any]) -> State:
         """The state after one event; ``state`` itself is left unchanged."""
         try:
-            steps = self._steps[event_type]
+            step = self._steps[event_type]
         except KeyError:
             raise UnfoldableEventError(
                 f"entity {self.declaration.entity_type!r} declares no operations for event type {event_type!r}"
@@ -53,8 +53,7 @@ class EntityFold:
             new_state = dict(state)
         else:  # stored before the declaration gained fields: those start at their defaults
             new_state = {**self.initial_state(), **state}
-        for step in steps:
-            step(new_state, record)
+        step(new_state, record)
         return new_state
 
     def states(self, events: Iterable[tuple[str, Mapping[str, Any]]], state: State | None = None) -> list[State]:
@@ -66,38 +65,55 @@ class EntityFold:
         return history
 
 
-def _compile(operation: FieldOperation, declaration: EntityDeclaration) -> Step:
-    field = operation.field
-    field_type = declaration.fields[field].type
-    read = _reader(operation.source, field_type) if operation.source else (lambda record, v=operation.value: v)
-    guard = _reader(operation.when_present, "any") if operation.when_present else None
-    apply = _OPERATIONS[operation.op]
-    if_present = operation.if_present
-
-    def step(state: State, record: Mapping[str, Any]) -> None:
-        if guard is not None and guard(record) is None:
-            return
-        value = read(record)
-        if value is None and if_present:
-            return
-        apply(state, field, value)
-
-    return step
+# The operations of an event type become the body of one Python function (``_compile``): called
+# per event, a chain of small closures (read a path, check a guard, apply) cost 1.5 us per
+# operation. Field names, paths and constants enter the source only as ``repr`` of strings or as
+# indexes into a tuple of constants, so no declaration can change what the code does.
+_OPERATION_SOURCE = {
+    "set": ["s[FIELD] = v"],
+    "set_once": ["if s[FIELD] is None:", "    s[FIELD] = v"],
+    "unset": ["s[FIELD] = () if isinstance(s[FIELD], (tuple, list)) else None"],
+    "add": ["s[FIELD] = tuple(sorted({*s[FIELD], v}))"],
+    "remove": ["s[FIELD] = tuple([x for x in s[FIELD] if x != v])"],
+    "increment": ["s[FIELD] = (s[FIELD] or 0) + (1 if v is None else v)"],
+}
 
 
-def _reader(path: str, field_type: str) -> Callable[[Mapping[str, Any]], Any]:
-    parts = tuple(path.split("."))
-    convert = to_epoch_ms if field_type == "timestamp" else None
+def _compile(event_type: str, operations: Iterable[FieldOperation], declaration: EntityDeclaration) -> Step:
+    constants: list[Any] = []
+    lines = ["def step(s, r):"]
+    for operation in operations:
+        body: list[str] = []
+        if operation.source is not None:
+            body += _read_path("v", operation.source)
+            if declaration.fields[operation.field].type == "timestamp":
+                body += ["if v is not None:", "    v = to_epoch_ms(v)"]
+        else:
+            constants.append(operation.value)
+            body.append(f"v = constants[{len(constants) - 1}]")
+        apply = [line.replace("FIELD", repr(operation.field)) for line in _OPERATION_SOURCE[operation.op]]
+        body += ["if v is not None:", *_indent(apply)] if operation.if_present else apply
+        if operation.when_present is not None:
+            body = [*_read_path("g", operation.when_present), "if g is not None:", *_indent(body)]
+        lines += _indent(body)
+    lines.append("    return None")
+    namespace: dict[str, Any] = {"constants": tuple(constants), "to_epoch_ms": to_epoch_ms}
+    exec(compile("\n".join(lines), f"<fold of {declaration.entity_type} {event_type}>", "exec"), namespace)  # noqa: S102
+    return namespace["step"]
 
-    def read(record: Mapping[str, Any]) -> Any:
-        value: Any = record
-        for part in parts:
-            if value is None:
-                return None
-            value = value[part]
-        return convert(value) if convert is not None and value is not None else value
 
-    return read
+def _read_path(name: str, path: str) -> list[str]:
+    """Source that sets ``name`` to the value at a dotted path of the record ``r``, None past a null."""
+    first, *rest = path.split(".")
+    lines, depth = [f"{name} = r[{first!r}]"], ""
+    for part in rest:
+        lines += [f"{depth}if {name} is not None:", f"{depth}    {name} = {name}[{part!r}]"]
+        depth += "    "
+    return lines
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["    " + line for line in lines]
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -108,38 +124,3 @@ def to_epoch_ms(value: datetime | int) -> int:
     """Epoch milliseconds (UTC) of an Avro timestamp-millis value, as fastavro returns it."""
     # Integer arithmetic: float timestamps can land a millisecond off.
     return value if isinstance(value, int) else (value - EPOCH) // MILLISECOND
-
-
-def _set(state: State, field: str, value: Any) -> None:
-    state[field] = value
-
-
-def _set_once(state: State, field: str, value: Any) -> None:
-    if state[field] is None:
-        state[field] = value
-
-
-def _unset(state: State, field: str, value: Any) -> None:
-    state[field] = () if isinstance(state[field], tuple | list) else None
-
-
-def _add(state: State, field: str, value: Any) -> None:
-    state[field] = tuple(sorted({*state[field], value}))
-
-
-def _remove(state: State, field: str, value: Any) -> None:
-    state[field] = tuple(v for v in state[field] if v != value)
-
-
-def _increment(state: State, field: str, value: Any) -> None:
-    state[field] = (state[field] or 0) + (1 if value is None else value)
-
-
-_OPERATIONS: dict[str, Callable[[State, str, Any], None]] = {
-    "set": _set,
-    "set_once": _set_once,
-    "unset": _unset,
-    "add": _add,
-    "remove": _remove,
-    "increment": _increment,
-}
