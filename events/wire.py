@@ -37,7 +37,7 @@ class EventSerializer:
         self.event_types = event_types
 
     def encode(self, event: Event) -> bytes:
-        return self.codec.encode(event.event_type, event.to_record())
+        return self.codec.encode_object(event.event_type, event)
 
     def decode(self, data: bytes) -> Event:
         return self.event_types.parse(self.codec.decode(data).record)

@@ -17,6 +17,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.validation import ValidationError, validate
 
 from labelstore.schemas.catalog import EventSchema, SchemaSet
+from labelstore.schemas.compiled import Unsupported, compile_decoder, compile_encoder
 from labelstore.schemas.exceptions import (
     CorruptMessageError,
     EncodeError,
@@ -47,8 +48,37 @@ class AvroCodec:
         self.schema_set = schema_set
         self._writers = {fp: (s, parse_schema(dict(s.schema))) for fp, s in self.schema_set.writers().items()}
         self._current_by_name = {s.name: s for s in self.schema_set.current.values()}
+        self._current_by_fingerprint = {s.fingerprint: s for s in self.schema_set.current.values()}
+        # Compiled per current schema (``labelstore.schemas.compiled``); fastavro decides the rest.
+        self._decoders = {s.fingerprint: _compiled(compile_decoder, self._writers[s.fingerprint][1])
+                          for s in self.schema_set.current.values()}
+        self._encoders = {s.event_type: (MAGIC + s.fingerprint,
+                                         _compiled(compile_encoder, self._writers[s.fingerprint][1]),
+                                         _compiled(compile_encoder, self._writers[s.fingerprint][1], attributes=True))
+                          for s in self.schema_set.current.values()}
 
     def encode(self, event_type: str, record: Mapping[str, Any]) -> bytes:
+        return self._encode(event_type, record, attributes=False)
+
+    def encode_object(self, event_type: str, event: Any) -> bytes:
+        """``encode`` of an object whose fields are attributes (an event model), without its dict."""
+        return self._encode(event_type, event, attributes=True)
+
+    def _encode(self, event_type: str, record: Any, *, attributes: bool) -> bytes:
+        compiled = self._encoders.get(event_type)
+        if compiled is not None:
+            header, of_mapping, of_object = compiled
+            encoder = of_object if attributes else of_mapping
+            if encoder is not None:
+                out = bytearray(header)
+                try:
+                    encoder(record, out)
+                    return bytes(out)
+                except Exception:  # noqa: BLE001, S110 - not decided here: fastavro encodes it or says why not
+                    pass
+        return self._encode_by_fastavro(event_type, record.model_dump() if attributes else record)
+
+    def _encode_by_fastavro(self, event_type: str, record: Mapping[str, Any]) -> bytes:
         event_schema = self.schema_set.event_schema(event_type)
         _, parsed = self._writers[event_schema.fingerprint]
         buffer = BytesIO()
@@ -60,6 +90,18 @@ class AvroCodec:
         return buffer.getvalue()
 
     def decode(self, data: bytes) -> DecodedEvent:
+        decoder = self._decoders.get(data[2:HEADER_SIZE]) if type(data) is bytes else None
+        if decoder is not None and data[:2] == MAGIC:
+            try:
+                record = decoder(data, HEADER_SIZE)
+            except Exception:  # noqa: BLE001, S110 - not decided here: fastavro decodes it or says why not
+                pass
+            else:
+                current = self._current_by_fingerprint[data[2:HEADER_SIZE]]
+                return DecodedEvent(current.entity_type, current.event_type, record, current.fingerprint)
+        return self._decode_by_fastavro(data)
+
+    def _decode_by_fastavro(self, data: bytes) -> DecodedEvent:
         writer, writer_parsed = self._writer_of(data)
         current = self._current_by_name.get(writer.name)
         if current is None:
@@ -107,3 +149,10 @@ class AvroCodec:
         except ValidationError as invalid:
             return "; ".join(str(e) for e in invalid.errors)
         return str(exc)
+
+
+def _compiled(compiler: Any, schema: Any, **options: Any) -> Any:
+    try:
+        return compiler(schema, **options)
+    except Unsupported:
+        return None
