@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from labelstore.events.exceptions import InvalidEventError
-from labelstore.fold import EPOCH, to_epoch_ms
+from labelstore.fold import EPOCH
 from labelstore.schemas.codec import AvroCodec, DecodedEvent
 from labelstore.schemas.exceptions import DecodeError
 from labelstore.settings import ProcessorSettings
@@ -88,7 +88,8 @@ SHOWN_CHARACTERS = 120  # of a key or field quoted in a reason: a hostile record
 def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroCodec, *,
           checks: DecodedChecks | None = None, foldable: frozenset[str] | None = None,
           recorded_at_ms: int | None = None, limits: Limits = DEFAULT_LIMITS) -> DecodedEvent | Rejection:
-    """The decoded event, or why the record on ``entity_type``'s topic is not one.
+    """The decoded event (``AvroCodec.decode(..., lean=True)``: ``event_id`` as text, ``event_time``
+    in epoch milliseconds), or why the record on ``entity_type``'s topic is not one.
 
     With ``checks``, the record must also pass what Avro cannot express (the constraints the
     repository's schemas declare), as the publishing SDK's models do. Without
@@ -117,12 +118,12 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
     if record["entity_id"].encode() != key:
         return Rejection("key-mismatch",
                          f"key {_shown(key)} is not the event's entity_id {_shown(record['entity_id'])}")
-    out_of_range = _event_time_out_of_range(to_epoch_ms(record["event_time"]), recorded_at_ms, limits)
+    out_of_range = _event_time_out_of_range(record["event_time"], recorded_at_ms, limits)
     if out_of_range is not None:
         return out_of_range
-    if checks is not None:
+    if checks is not None and not checks.passes(decoded.event_type, record):
         try:
-            checks.check(decoded.event_type, record)
+            checks.event_types.parse(codec.decode(value).record)
         except InvalidEventError as exc:
             return Rejection("invalid-event", str(exc))
     if foldable is not None and decoded.event_type not in foldable:
@@ -133,7 +134,7 @@ def admit(entity_type: str, key: bytes | None, value: bytes | None, codec: AvroC
 
 def _decode(value: bytes, codec: AvroCodec) -> DecodedEvent | Rejection:
     try:
-        return codec.decode(value)
+        return codec.decode(value, lean=True)
     except DecodeError as exc:
         return Rejection(type(exc).__name__, str(exc))
     except OverflowError as exc:  # fastavro turning a timestamp or date past datetime's range into one

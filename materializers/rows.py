@@ -71,8 +71,8 @@ class RowMaker:
             return None
         record = decoded.record
         row = {
-            "event_id": str(record["event_id"]), "entity_id": record["entity_id"], "event_type": decoded.event_type,
-            "event_time": to_epoch_ms(record["event_time"]), "recorded_at": timestamp_ms, "source": record["source"],
+            "event_id": record["event_id"], "entity_id": record["entity_id"], "event_type": decoded.event_type,
+            "event_time": record["event_time"], "recorded_at": timestamp_ms, "source": record["source"],
             "payload": json.dumps(record["payload"], default=_json_default, sort_keys=True),
             "topic": topic, "partition": partition, "offset": offset, "avro": value,
         }

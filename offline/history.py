@@ -64,7 +64,7 @@ def state_history(connection: duckdb.DuckDBPyConnection, declaration: EntityDecl
     for entity_id, avro in zip(events.column("entity_id").to_pylist(), events.column("avro").to_pylist(), strict=True):
         if entity_id != previous_entity:
             previous_entity, state, seq = entity_id, None, 0
-        decoded = codec.decode(avro)
+        decoded = codec.decode(avro, lean=True)  # as the processor folds them (``labelstore.intake``)
         state = fold.apply(state, decoded.event_type, decoded.record)
         states.append(state)
         seqs.append(seq)

@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+from uuid import UUID
 
 import orjson
 
 from labelstore.declarations import EntityDeclaration
-from labelstore.fold import EntityFold, State, UnfoldableEventError, to_epoch_ms
+from labelstore.fold import EntityFold, State, UnfoldableEventError
 from labelstore.intake import DEFAULT_LIMITS, Admission, Limits, Rejection
 from labelstore.labels import Cause, LabelVersion, as_current, label_changes
 from labelstore.rules.evaluation import RuleEvaluator
@@ -89,8 +90,9 @@ class _Folded(NamedTuple):
     event_time: int
 
     def cause(self) -> Cause:
-        return Cause(event_id=self.decoded.record["event_id"], topic=self.message.topic,
-                     partition=self.message.partition, offset=self.message.offset)
+        # Every field is of its type already (the decoder checked the id's form).
+        return Cause.model_construct(event_id=UUID(self.decoded.record["event_id"]), topic=self.message.topic,
+                                     partition=self.message.partition, offset=self.message.offset)
 
 
 class EntityProcessor:
@@ -184,7 +186,7 @@ class EntityProcessor:
             record["state"], record["offset"] = state, message.offset
             result.records[key] = record
             result.partitions[key] = message.partition
-            folded.append(_Folded(key, state, message, decoded, to_epoch_ms(decoded.record["event_time"])))
+            folded.append(_Folded(key, state, message, decoded, decoded.record["event_time"]))
         return folded
 
     def _decode(self, message: RawMessage, result: BatchResult) -> DecodedEvent | None:

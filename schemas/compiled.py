@@ -16,7 +16,8 @@ several non-null types are left to fastavro entirely, since choosing a branch is
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -27,6 +28,11 @@ Encoder = Callable[[Any, bytearray], None]  # (record, buffer to append to)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DAYS_SHIFT = date(1970, 1, 1).toordinal()
 INT_RANGE = range(-(2**31), 2**31)
+# Epoch milliseconds of the datetimes fastavro can return for a timestamp-millis (years 1 to 9999).
+DATETIME_MILLISECONDS = range(-((EPOCH - datetime.min.replace(tzinfo=UTC)) // timedelta(milliseconds=1)),
+                              (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(milliseconds=1) + 1)
+# The form ``str(UUID(text))`` gives: a string of it is its own canonical form.
+canonical_uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").fullmatch
 LONG_RANGE = range(-(2**63), 2**63)
 
 
@@ -95,7 +101,8 @@ _RUNTIME = {
     "unpack_float": struct.Struct("<f").unpack_from, "unpack_double": struct.Struct("<d").unpack_from,
     "pack_float": struct.Struct("<f").pack, "pack_double": struct.Struct("<d").pack,
     "UUID": UUID, "EPOCH": EPOCH, "timedelta": timedelta, "date": date, "datetime": datetime,
-    "DAYS_SHIFT": DAYS_SHIFT, "INT_RANGE": INT_RANGE, "LONG_RANGE": LONG_RANGE,
+    "DAYS_SHIFT": DAYS_SHIFT, "INT_RANGE": INT_RANGE, "DATETIME_MILLISECONDS": DATETIME_MILLISECONDS,
+    "canonical_uuid": canonical_uuid, "LONG_RANGE": LONG_RANGE,
 }
 
 
@@ -151,22 +158,26 @@ def _nullable(branches: list[Any]) -> tuple[int, Any] | None:
     return None
 
 
-def compile_decoder(schema: Mapping[str, Any]) -> Decoder:
-    """A decoder of records written with ``schema`` (a fastavro-parsed schema) and read as it."""
+def compile_decoder(schema: Mapping[str, Any], *, lean: Collection[str] = ()) -> Decoder:
+    """A decoder of records written with ``schema`` (a fastavro-parsed schema) and read as it.
+
+    The top-level fields named in ``lean`` keep their base type: a uuid its canonical string, a
+    timestamp-millis its epoch milliseconds (only values fastavro would read; others fall back)."""
     source, named = _Source(), _named(schema)
     source.add(1, "end_of_data = len(data)")
-    result = _decode_value(source, 1, schema, named)
+    result = _decode_value(source, 1, schema, named, lean)
     footer = ["    if pos != len(data):", "        raise Fallback", f"    return {result}"]
     return source.build("def compiled(data, pos):", footer, f"decoder of {schema['name']}")
 
 
-def _decode_value(source: _Source, depth: int, avro: Any, named: Mapping[str, Any]) -> str:
+def _decode_value(source: _Source, depth: int, avro: Any, named: Mapping[str, Any], lean: Collection[str] = ()) -> str:
     """Lines that read one value at ``pos``; returns the expression (a variable) holding it."""
     avro = _resolve(avro, named)
     kind, out = _kind(avro), source.name("v")
     add = source.add
     if kind == "record":
-        fields = [(field["name"], _decode_value(source, depth, field["type"], named)) for field in avro["fields"]]
+        fields = [(field["name"], _decode_lean(source, depth, field["type"], named) if field["name"] in lean
+                   else _decode_value(source, depth, field["type"], named)) for field in avro["fields"]]
         add(depth, f"{out} = {{{', '.join(f'{name!r}: {value}' for name, value in fields)}}}")
     elif kind in ("string", "bytes"):
         size, end = source.name("size"), source.name("end")
@@ -225,6 +236,18 @@ def _decode_value(source: _Source, depth: int, avro: Any, named: Mapping[str, An
         add(depth, f"    {out} = {value}", "else:", "    raise Fallback")
     else:
         raise Unsupported(f"type {kind!r}")
+    return out
+
+
+def _decode_lean(source: _Source, depth: int, avro: Any, named: Mapping[str, Any]) -> str:
+    kind, out = _kind(_resolve(avro, named)), source.name("v")
+    if kind == "uuid":
+        source.add(depth, f"{out}, pos = read_string(data, pos)", f"if not canonical_uuid({out}):", "    raise Fallback")
+    elif kind == "timestamp-millis":
+        _read_varint(source, depth, out)
+        source.add(depth, f"if {out} not in DATETIME_MILLISECONDS:", "    raise Fallback")
+    else:
+        raise Unsupported(f"a lean {kind}")
     return out
 
 

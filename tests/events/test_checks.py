@@ -14,6 +14,8 @@ import pytest
 from labelstore.events.checks import DecodedChecks
 from labelstore.events.exceptions import InvalidEventError
 from labelstore.events.typed import CONSTRAINTS_ATTRIBUTE, EventTypes
+from labelstore.intake import Rejection, admit
+from labelstore.schemas.codec import AvroCodec
 from labelstore.schemas.catalog import load_schema_set
 from tests.events.test_typed_events import (
     ACCOUNT_SCHEMAS, EXAMPLES, SCHEMA_SET, TYPES, constraint_violations, example_record, mutate, named_types,
@@ -50,15 +52,14 @@ BAD_PART = {"serial": "ax-1", "weight": 2.5}
 
 
 def verdict(checks: DecodedChecks, types: EventTypes, event_type: str, record: dict) -> tuple[str | None, str | None]:
-    """(the checks' refusal, the full model's refusal); None where one accepts."""
-    answers = []
-    for check in (lambda: checks.check(event_type, record), lambda: types.parse(record)):
-        try:
-            check()
-            answers.append(None)
-        except InvalidEventError as exc:
-            answers.append(str(exc))
-    return answers[0], answers[1]
+    """(the checks' refusal, the full model's refusal); None where one accepts. The checks only
+    tell; a refusal is worded by the full model (as ``labelstore.intake.admit`` does)."""
+    try:
+        types.parse(record)
+        refused_by_model = None
+    except InvalidEventError as exc:
+        refused_by_model = str(exc)
+    return (None if checks.passes(event_type, record) else refused_by_model), refused_by_model
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +139,13 @@ def test_only_what_can_fail_is_validated_again(fleet):
     assert sorted(models["Parked"].model_fields) == ["entity_id", "source"]
     payload = models["Serviced"].model_fields["payload"].annotation
     assert sorted(payload.model_fields) == ["by_bay", "notes", "odometer", "parts", "reading", "spare"]
+
+
+def test_admission_refuses_with_the_models_words():
+    codec = AvroCodec(SCHEMA_SET)
+    record = mutate(EXAMPLES["OrderTagged"], ("payload", "tag"), "")
+    refused = admit("order", b"e-1", codec.encode("OrderTagged", record), codec, checks=DecodedChecks(TYPES))
+    assert isinstance(refused, Rejection) and refused.error_type == "invalid-event"
+    with pytest.raises(InvalidEventError) as raised:
+        TYPES.parse(record)
+    assert refused.reason == str(raised.value)

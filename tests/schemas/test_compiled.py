@@ -227,3 +227,35 @@ def test_negative_and_overlong_lengths_get_fastavros_answer(length):
     corrupt = data.replace(b"\x10abcdefgh", length + b"abcdefgh")
     assert corrupt != data
     assert outcome(lambda: codec.decode(corrupt)) == outcome(lambda: codec._decode_by_fastavro(corrupt))  # noqa: SLF001
+
+
+def lean(record: dict) -> dict:
+    return {**record, "event_id": str(record["event_id"]),
+            "event_time": (record["event_time"] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)}
+
+
+@pytest.mark.parametrize("domain", ["sink", "example"])
+def test_lean_records_hold_the_envelopes_id_as_text_and_time_in_milliseconds(domain, sink):
+    codec = sink if domain == "sink" else AvroCodec(SCHEMA_SET)
+    for event_type in sorted(codec.schema_set.current):
+        schema = parsed(codec, event_type)
+        records = RandomRecords(schema, seed=4)
+        for _ in range(30):
+            data = codec.encode(event_type, records.value(schema))
+            assert repr(codec.decode(data, lean=True).record) == repr(lean(codec.decode(data).record))
+
+
+@pytest.mark.parametrize(("event_id", "event_time"), [
+    ("8C1B54B7-B3CC-4F5C-9D7E-6F0A1D7C2B11", 0),  # not canonical: fastavro's UUID reads it
+    ("{8c1b54b7-b3cc-4f5c-9d7e-6f0a1d7c2b11}", 0),
+    ("not a uuid", 0),
+    (str(UUID(int=5)), 253402300799999),  # the last millisecond of 9999
+    (str(UUID(int=5)), 253402300800000),  # after it: fastavro's datetime overflows
+    (str(UUID(int=5)), -62135596800001),
+])
+def test_lean_decoding_of_unusual_envelopes_is_fastavros(event_id, event_time):
+    codec = AvroCodec(SCHEMA_SET)
+    record = {"event_id": event_id, "entity_type": "order", "entity_id": "o", "event_type": "OrderTagged",
+              "event_time": event_time, "source": "s", "payload": {"tag": "t", "team": "r"}}
+    data = codec._encode_by_fastavro("OrderTagged", record)  # noqa: SLF001
+    assert outcome(lambda: codec.decode(data, lean=True).record) == outcome(lambda: lean(codec.decode(data).record))
