@@ -133,12 +133,12 @@ def test_nested_valid_records_pass(fleet, payload):
     assert verdict(checks, types, "Serviced", example_record(schema_set, "Serviced", payload)) == (None, None)
 
 
-def test_only_what_can_fail_is_validated_again(fleet):
+def test_only_what_can_fail_is_checked(fleet):
     _, _, checks = fleet
-    models = checks._models  # noqa: SLF001 - what is validated is the point here
-    assert sorted(models["Parked"].model_fields) == ["entity_id", "source"]
-    payload = models["Serviced"].model_fields["payload"].annotation
-    assert sorted(payload.model_fields) == ["by_bay", "notes", "odometer", "parts", "reading", "spare"]
+    assert "payload" not in checks.sources["Parked"]
+    serviced = checks.sources["Serviced"]
+    for field in ("parts", "by_bay", "spare", "reading", "odometer", "notes"):
+        assert repr(field) in serviced
 
 
 def test_admission_refuses_with_the_models_words():
