@@ -124,7 +124,8 @@ class EntityProcessor:
 
     def process(self, batch: Sequence[RawMessage], stored: Callable[[bytes], Mapping[str, Any] | None], *,
                 wait_for_rules: bool = True) -> BatchResult:
-        """``wait_for_rules=False`` evaluates with the activations known now; the caller then makes
+        """``stored(key)`` gives an entity's stored record, which is left as it is: the result holds
+        new records. ``wait_for_rules=False`` evaluates with the activations known now; the caller then makes
         sure none was missing (see ``processors.app``)."""
         result = BatchResult()
         folded = self._fold_batch(batch, stored, result)
@@ -136,9 +137,10 @@ class EntityProcessor:
                 self.entity_type, item.decoded.record["entity_id"], rules, row, record["labels"],
                 event_time=item.event_time, recorded_at=item.message.timestamp_ms, cause=item.cause,
             )
-            for version in versions:
-                record["labels"][version.label] = as_current(version)
-            result.versions.extend(versions)
+            if versions:
+                # A new dict: the stored record's stays as it was (see ``process``).
+                record["labels"] = {**record["labels"], **{version.label: as_current(version) for version in versions}}
+                result.versions.extend(versions)
         return result
 
     def _rules_of(self, folded: Sequence[_Folded], wait_for_rules: bool) -> list[tuple[LabelRule, ...]]:
@@ -215,7 +217,8 @@ def decode_record(data: bytes | None) -> dict[str, Any] | None:
 
 
 def _copy(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The processor's own record: its state and labels are replaced, never changed in place."""
     if record is None:
         return None
-    return {"state": dict(record["state"]), "labels": dict(record["labels"]), "offset": record["offset"]}
+    return {"state": record["state"], "labels": record["labels"], "offset": record["offset"]}
 

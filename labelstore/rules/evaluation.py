@@ -91,13 +91,11 @@ class RuleEvaluator:
 def _input_key(fields: Sequence[str], types: Sequence[str]) -> Callable[[State], tuple]:
     """A hashable key of a state's read fields that tells apart what DuckDB tells apart: stored
     states hold set-valued fields as lists, and 0.0 == -0.0 in Python (a double keys by its bits)."""
-    converters = {"set<string>": _as_tuple, "double": _bits}
-    parts = [(name, converters.get(kind)) for name, kind in zip(fields, types, strict=True)]
-
-    def key(state: State) -> tuple:
-        return tuple(state[name] if convert is None else convert(state[name]) for name, convert in parts)
-
-    return key
+    converters = {"set<string>": "as_tuple", "double": "bits"}
+    # One expression, not a loop over the fields: it runs for every state the processor evaluates.
+    parts = [f"{converters[kind]}(state[{name!r}])" if kind in converters else f"state[{name!r}]"
+             for name, kind in zip(fields, types, strict=True)]
+    return eval(f"lambda state: ({', '.join(parts)},)", {"as_tuple": _as_tuple, "bits": _bits})  # noqa: S307 - names enter as repr()
 
 
 def _as_tuple(value: Any) -> tuple | None:
