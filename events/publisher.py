@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, overload
+from uuid import UUID
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -70,6 +72,7 @@ class Publisher:
         self.event_types = repository.event_types
         self._serializer = serializer or EventSerializer(repository.codec, self.event_types)
         self._producer = Producer(producer_config(settings, **dict(producer_overrides or {})))
+        self._topic_cache: dict[str, str] = {}
         self._unobserved_failures: list[DeliveryFailure] = []
         # Delivery reports arrive only when the client is polled: a background poller lets a
         # caller wait on a future without flushing.
@@ -90,43 +93,33 @@ class Publisher:
         else:
             event = self.event_types.parse(event)
         future: Future[DeliveryReport] = Future()
-
-        def settle(report: DeliveryReport | None, failure: DeliveryFailure | None) -> None:
-            if failure is None:
-                future.set_result(report)
-            else:
-                self._unobserved_failures.append(failure)
-                future.set_exception(PublishError(_describe([failure]), [failure]))
-
-        self._send(event, settle)
+        topic = self._topic_of(event.entity_type)
+        # partial, not a closure: one is made per event.
+        self._produce(topic, event.entity_id.encode(), self._serializer.encode(event),
+                      partial(_settle, future, event.event_id, topic, self._unobserved_failures), event.event_id)
         return future
 
-    def publish_many(self, events: Iterable[Event | Mapping[str, Any]], *, timeout: float | None = None) -> list[DeliveryReport]:
+    def publish_many(self, events: Iterable[Event | Mapping[str, Any]], *,
+                     timeout: float | None = None) -> DeliveryReports:
         """Send a batch and wait for the broker; raise ``PublishError`` if any event failed.
 
         The whole batch is validated before the first event is sent, so an invalid event
-        leaves no partial batch behind.
+        leaves no partial batch behind. The reports are in the order of ``events``.
         """
         batch = [self.event_types.parse(event) for event in events]
-        reports: list[DeliveryReport | None] = [None] * len(batch)
-        failures: list[DeliveryFailure] = []
-
-        def collector(index: int) -> Callable[[DeliveryReport | None, DeliveryFailure | None], None]:
-            def settle(report: DeliveryReport | None, failure: DeliveryFailure | None) -> None:
-                if failure is None:
-                    reports[index] = report
-                else:
-                    failures.append(failure)
-
-            return settle
-
+        delivered: list[tuple[KafkaError | None, Message] | None] = [None] * len(batch)
+        encode, topic_of, produce = self._serializer.encode, self._topic_of, self._produce
         for index, event in enumerate(batch):
-            self._send(event, collector(index))
+            # Reports arrive on whichever thread polls (this one in flush, the poller): each
+            # goes to its event's slot. A partial, not a closure: one is made per event.
+            produce(topic_of(event.entity_type), event.entity_id.encode(), encode(event),
+                    partial(_deliver, delivered, index), event.event_id)
         self._wait(timeout)
+        reports = DeliveryReports(batch, delivered)
+        failures = reports.failures()
         if failures:
-            delivered = [report for report in reports if report is not None]
-            raise PublishError(_describe(failures), failures, delivered)
-        return reports  # type: ignore[return-value]  # every slot is set once failures is empty
+            raise PublishError(_describe(failures), failures, [r for r in reports if r is not None])
+        return reports
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait for every pending event; raise for every `publish` that failed since the last flush."""
@@ -156,20 +149,23 @@ class Publisher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _send(self, event: Event, settle: Callable[[DeliveryReport | None, DeliveryFailure | None], None]) -> None:
-        topic = self._topics.events_topic(event.entity_type)
-        value = self._serializer.encode(event)
-        callback = _delivery_callback(event, topic, settle)
+    def _topic_of(self, entity_type: str) -> str:
+        topic = self._topic_cache.get(entity_type)
+        if topic is None:
+            topic = self._topic_cache[entity_type] = self._topics.events_topic(entity_type)
+        return topic
+
+    def _produce(self, topic: str, key: bytes, value: bytes, on_delivery: DeliveryCallback, event_id: UUID) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=event.entity_id.encode(), on_delivery=callback)
-                break
+                self._producer.produce(topic, value, key, on_delivery=on_delivery)
+                return
             except BufferError:
                 # The local queue is full: serve delivery reports to make room, then retry.
                 self._producer.poll(0.05)
             except KafkaException as exc:
                 error = exc.args[0]
-                failure = DeliveryFailure(event.event_id, topic, error.str(), error.retriable())
+                failure = DeliveryFailure(event_id, topic, error.str(), error.retriable())
                 raise PublishError(_describe([failure]), [failure]) from exc
 
     def _wait(self, timeout: float | None) -> None:
@@ -178,18 +174,51 @@ class Publisher:
             raise PublishError(f"{remaining} events still undelivered after {timeout} s; nothing was dropped, call flush() again or raise the timeout")
 
 
-def _delivery_callback(
-    event: Event, topic: str, settle: Callable[[DeliveryReport | None, DeliveryFailure | None], None]
-) -> DeliveryCallback:
-    def on_delivery(error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            _, timestamp = message.timestamp()
-            settle(DeliveryReport(event.event_id, topic, message.partition(), message.offset(), timestamp), None)
-        else:
-            log.debug("event %s not delivered to %s: %s", event.event_id, topic, error.str())
-            settle(None, DeliveryFailure(event.event_id, topic, error.str(), error.retriable()))
+def _settle(future: Future[DeliveryReport], event_id: UUID, topic: str, unobserved: list[DeliveryFailure],
+            error: KafkaError | None, message: Message) -> None:
+    if error is None:
+        future.set_result(DeliveryReport(event_id, topic, message.partition(), message.offset(), message.timestamp()[1]))
+    else:
+        failure = DeliveryFailure(event_id, topic, error.str(), error.retriable())
+        log.debug("event %s not delivered to %s: %s", event_id, topic, failure.reason)
+        unobserved.append(failure)
+        future.set_exception(PublishError(_describe([failure]), [failure]))
 
-    return on_delivery
+
+def _deliver(delivered: list, index: int, error: KafkaError | None, message: Message) -> None:
+    delivered[index] = (error, message)
+
+
+class DeliveryReports(Sequence[DeliveryReport]):
+    """The reports of a ``publish_many`` batch, in the batch's order, each made when first read:
+    one report object per event cost as much as producing it, and most callers only check that
+    nothing failed."""
+
+    def __init__(self, batch: Sequence[Event], delivered: Sequence[tuple[KafkaError | None, Message]]) -> None:
+        self._batch = batch
+        self._delivered = delivered
+
+    def __len__(self) -> int:
+        return len(self._batch)
+
+    @overload
+    def __getitem__(self, index: int) -> DeliveryReport: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[DeliveryReport]: ...
+
+    def __getitem__(self, index: int | slice) -> DeliveryReport | list[DeliveryReport]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        error, message = self._delivered[index]
+        if error is not None:
+            return None  # type: ignore[return-value]  # only in a PublishError's reports: failures()
+        return DeliveryReport(self._batch[index].event_id, message.topic(), message.partition(), message.offset(),
+                              message.timestamp()[1])
+
+    def failures(self) -> list[DeliveryFailure]:
+        return [DeliveryFailure(self._batch[index].event_id, message.topic(), error.str(), error.retriable())
+                for index, (error, message) in enumerate(self._delivered) if error is not None]
 
 
 def _describe(failures: list[DeliveryFailure]) -> str:

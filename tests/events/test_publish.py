@@ -17,6 +17,7 @@ from labelstore.events.reader import read_events, read_raw
 
 OrderClassified = model('OrderClassified')
 OrderTagged = model('OrderTagged')
+ContentPublished = model('ContentPublished')
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -91,6 +92,30 @@ def test_100k_events_arrive_exactly_once(settings):
     ids = [stored.event.event_id for stored in read_all(settings)]
     assert len(ids) == 100_000
     assert set(ids) == {event.event_id for event in events}
+    assert_reports_point_at_their_events(settings, events, reports)
+
+
+def assert_reports_point_at_their_events(settings, events, reports):
+    """Each report is its event's (the batch's order), and names where that event is stored."""
+    stored_at = {(settings.topics.events_topic(s.event.entity_type), s.partition, s.offset): s.event.event_id
+                 for s in read_all(settings)}
+    assert len(reports) == len(events)
+    assert [r.event_id for r in reports] == [e.event_id for e in events]
+    assert all(stored_at[r.topic, r.partition, r.offset] == r.event_id for r in reports)
+
+
+def test_reports_of_one_key_on_two_topics_are_told_apart(settings):
+    # The same id for an order and a content item: two topics, the same key, interleaved.
+    events = []
+    for step in range(200):
+        events.append(OrderTagged(entity_id="shared-1", event_time=T0, source="test",
+                                  payload={"tag": f"t{step}", "team": "test"}))
+        events.append(ContentPublished(entity_id="shared-1", event_time=T0, source="test",
+                                       payload={"author_id": "a", "kind": "POST", "title": f"p{step}", "language": "en"}))
+    with Publisher(settings) as publisher:
+        reports = publisher.publish_many(events)
+    assert_reports_point_at_their_events(settings, events, reports)
+    assert reports[-2:] == [reports[len(events) - 2], reports[len(events) - 1]] and len(reports[::2]) == 200
 
 
 def test_invalid_event_is_refused_before_sending(settings):
