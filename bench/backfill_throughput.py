@@ -8,6 +8,9 @@ entity then sequence), 5 states per order. Timed, in one run on the same rows:
                 detection, version ids for the changes: what `labelstore rules backfill` runs
   row by row    the same rule evaluated state by state in Python (``RuleEvaluator.evaluate`` on one
                 state at a time), on a sample, extrapolated to all rows
+and, apart (a first backfill of an entity type builds its state history first), the re-fold:
+  re-fold       ``offline.history.state_history`` over --refold-events archived order events (the
+                processor benchmark's lifecycles, Avro as published): events/s
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 from rich.console import Console
@@ -26,7 +30,8 @@ from labelstore.declarations import load_declarations
 from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.files import read_rule_file
 from labelstore.offline.backfill import evaluate
-from labelstore.offline.history import EVENT_COLUMNS
+from labelstore.offline.history import EVENT_COLUMNS, state_history
+from processor_throughput import order_records
 
 RULE = Path(__file__).parents[1] / "examples" / "rules" / "fraud.v2.sql"
 STATES_PER_ORDER = 5
@@ -62,10 +67,36 @@ def synthetic_states(rows: int, seed: int = 1) -> pa.Table:
     return table.select(EVENT_COLUMNS.names + ["classification", "tags"])
 
 
+def archived_events(events: int) -> pa.Table:
+    """An events archive of order lifecycles (10 events each), as the materializer writes its columns."""
+    keys, values = zip(*order_records(max(1, events // 10), 10), strict=True)
+    count = len(values)
+    times = pa.array(1_767_225_600_000 + np.arange(count, dtype=np.int64) * 10, pa.timestamp("ms", tz="UTC"))
+    return pa.table({
+        "entity_type": pa.array(np.full(count, "order")), "entity_id": pa.array([key.decode() for key in keys]),
+        "event_id": pa.array(np.char.add("e-", np.arange(count).astype(str))), "event_time": times,
+        "recorded_at": times, "topic": pa.array(np.full(count, "order.events")),
+        "partition": pa.array(np.zeros(count, np.int32)), "offset": pa.array(np.arange(count, dtype=np.int64)),
+        "avro": pa.array(values, pa.binary()),
+    })
+
+
+def refold_rate(events: int) -> tuple[int, float]:
+    archive = archived_events(events)
+    connection = duckdb.connect()
+    connection.register("events", archive)
+    started = time.perf_counter()
+    states = state_history(connection, load_declarations()["order"], order="log")
+    seconds = time.perf_counter() - started
+    assert states.num_rows == archive.num_rows
+    return archive.num_rows, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20_000_000)
     parser.add_argument("--sample", type=int, default=20_000, help="states evaluated row by row")
+    parser.add_argument("--refold-events", type=int, default=1_000_000, help="archived events folded again (0: none)")
     args = parser.parse_args()
     console = Console()
     rule = read_rule_file(RULE)
@@ -92,6 +123,10 @@ def main() -> None:
     table.add_row(f"row by row in Python (sample of {len(sample):,}, extrapolated)", f"{states.num_rows:,}",
                   f"{per_row * states.num_rows:,.0f}", f"{1 / per_row:,.0f}", f"{vectorized / (per_row * states.num_rows):.4f}")
     console.print(table)
+    if args.refold_events:
+        events, seconds = refold_rate(args.refold_events)
+        console.print(f"re-fold (state history from the events archive): {events:,} events in {seconds:.1f} s, "
+                      f"{events / seconds:,.0f} events/s")
 
 
 if __name__ == "__main__":

@@ -214,15 +214,18 @@ def quix_python() -> Path:
     """The Quix Streams environment's interpreter: created on first use, updated when the pins change.
 
     Quix pins an older confluent-kafka than the project's, so it never goes into the project's
-    environment. The project's code reaches it through PYTHONPATH (see ``start_quix_process``).
+    environment. The project goes in editable and without its dependencies: its subpackages are
+    its top-level folders (``labelstore.events`` is ``events/``), which only its installed finder
+    maps.
     """
     python = QUIX_VENV / "bin" / "python"
     installed = QUIX_VENV / "installed-requirements.txt"
-    wanted = QUIX_REQUIREMENTS.read_text()
+    wanted = f"{QUIX_REQUIREMENTS.read_text()}\n# and, editable: {REPOSITORY}\n"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
     if not installed.exists() or installed.read_text() != wanted:
         subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(QUIX_REQUIREMENTS)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(REPOSITORY)], check=True)
         installed.write_text(wanted)
     return python
 
@@ -332,7 +335,8 @@ def main() -> None:
                         help="also run an empty Faust agent (take and acknowledge only): Faust's own ceiling")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
     parser.add_argument("--profile-seconds", type=float, default=0.0,
-                        help="sample each Faust worker this long with py-spy and print where its CPU goes")
+                        help="sample each Faust worker this long with py-spy and print where its CPU goes "
+                             "(PROFILE_RAW=file keeps py-spy's raw samples)")
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 120)
     records = [] if args.skip_throughput else list(order_records(args.orders, args.events_per_order))
@@ -385,7 +389,8 @@ def throughput(console: Console, cluster: LocalKafkaCluster, records: list, tran
 
     def profile_worker(worker: subprocess.Popen) -> None:
         if profile_seconds:
-            profiles.append(worker_profile.profile(worker.pid, profile_seconds))
+            keep = Path(os.environ["PROFILE_RAW"]) if os.environ.get("PROFILE_RAW") else None
+            profiles.append(worker_profile.profile(worker.pid, profile_seconds, keep))
 
     for transport in filter(None, transports.split(",")):
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)

@@ -31,8 +31,8 @@ def py_spy() -> str | None:
     return str(found) if found.exists() else shutil.which("py-spy")
 
 
-def profile(pid: int, seconds: float) -> Counter:
-    """Samples per part of the worker over ``seconds``."""
+def profile(pid: int, seconds: float, keep: Path | None = None) -> Counter:
+    """Samples per part of the worker over ``seconds``; ``keep``: also copy py-spy's raw samples there."""
     executable = py_spy()
     if executable is None:
         raise RuntimeError("py-spy is not installed (pip install -e '.[bench]')")
@@ -41,6 +41,8 @@ def profile(pid: int, seconds: float) -> Counter:
         subprocess.run([executable, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
                         "--format", "raw", "--output", str(raw), "--gil", "--nonblocking"],
                        check=True, capture_output=True)
+        if keep is not None:
+            shutil.copy(raw, keep)
         return charge(raw.read_text())
 
 

@@ -199,8 +199,10 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             _spare_the_collector()
 
     async def _evaluate(batch: Sequence[RawMessage]) -> BatchResult:
+        store = table.data  # the store itself: the table's own lookup runs Faust's sensors per key
+
         def stored(key: bytes) -> dict[str, Any] | None:
-            return decode_record(table.get(key))
+            return decode_record(store.get(key))
 
         if rulebook is None:
             return processor.process(batch, stored)

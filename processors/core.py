@@ -90,9 +90,8 @@ class _Folded(NamedTuple):
     event_time: int
 
     def cause(self) -> Cause:
-        # Every field is of its type already (the decoder checked the id's form).
-        return Cause.model_construct(event_id=UUID(self.decoded.record["event_id"]), topic=self.message.topic,
-                                     partition=self.message.partition, offset=self.message.offset)
+        return Cause(UUID(self.decoded.record["event_id"]), self.message.topic, self.message.partition,
+                     self.message.offset)
 
 
 class EntityProcessor:

@@ -74,7 +74,8 @@ class DirectOutputs:
 
     async def send_and_wait(self, result: BatchResult) -> None:
         for topic, key, value, partition, headers in batch_outputs(result, self.settings):
-            await self._produce(topic, key, value, partition, headers)
+            if not self._produce_now(topic, key, value, partition, headers, self._delivered):
+                await self._produce(topic, key, value, partition, headers, self._delivered)
         await self.settle()
 
     async def store_states(self, table: Any, result: BatchResult) -> None:
@@ -85,9 +86,11 @@ class DirectOutputs:
         is given those events."""
         topic = table.changelog_topic.get_topic_name()
         store = self._stores[topic] = table.data
+        on_delivery = self._changelog_delivered
         for key, record in result.records.items():
             value = encode_record(record)
-            await self._produce(topic, key, value, result.partitions[key], None, changelog=True)
+            if not self._produce_now(topic, key, value, result.partitions[key], None, on_delivery):
+                await self._produce(topic, key, value, result.partitions[key], None, on_delivery)
             store[key] = value  # not table[key]: that would send the changelog record again, through Faust
 
     async def settle(self) -> None:
@@ -107,17 +110,21 @@ class DirectOutputs:
             # store then knows how far the changelog is already in it.
             self._stores[topic].set_persisted_offset(TP(topic, partition), offset)
 
+    def _produce_now(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
+                     headers: list | None, on_delivery: Any) -> bool:
+        """Produce, unless the local queue is full (False). Not a coroutine: one runs per output."""
+        try:
+            self._producer.produce(topic, value, key, partition, on_delivery, headers=headers or None)
+        except BufferError:
+            return False
+        self._unsettled += 1
+        return True
+
     async def _produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
-                       headers: list | None, *, changelog: bool = False) -> None:
-        on_delivery = self._changelog_delivered if changelog else self._delivered
-        while True:
-            try:
-                self._producer.produce(topic, key=key, value=value, partition=partition, headers=headers or None,
-                                       on_delivery=on_delivery)
-                self._unsettled += 1
-                return
-            except BufferError:  # the local queue is full: let acknowledgements drain it
-                await asyncio.to_thread(self._producer.poll, 0.05)
+                       headers: list | None, on_delivery: Any) -> None:
+        while not self._produce_now(topic, key, value, partition, headers, on_delivery):
+            # The local queue is full: let acknowledgements drain it.
+            await asyncio.to_thread(self._producer.poll, 0.05)
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:

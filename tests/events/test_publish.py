@@ -130,3 +130,36 @@ def test_invalid_event_is_refused_before_sending(settings):
         with pytest.raises(InvalidEventError, match=r"model_score"):
             publisher.publish_many([good, bad])  # the valid one is not sent either
     assert list(read_raw(settings, settings.topics.events_topic("order"))) == []
+
+
+GOOD = {"event_type": "OrderCreated", "entity_id": "order-9", "event_time": T0, "source": "checkout",
+        "payload": {"customer_id": "c-1", "amount_cents": 100, "currency": "EUR",
+                    "shipping_address": {"line1": "1 Road", "city": "Berlin", "postal_code": "10115", "country": "DE"}}}
+REFUSALS = {
+    "wrong type": {**GOOD, "payload": {**GOOD["payload"], "amount_cents": "100"}},
+    "missing field": {**GOOD, "payload": {k: v for k, v in GOOD["payload"].items() if k != "currency"}},
+    "unknown field": {**GOOD, "payload": {**GOOD["payload"], "coupon": "x"}},
+    "constraint (pattern)": {**GOOD, "payload": {**GOOD["payload"],
+                                                 "shipping_address": {**GOOD["payload"]["shipping_address"], "country": "de"}}},
+    "constraint (ge)": {**GOOD, "payload": {**GOOD["payload"], "amount_cents": -1}},
+    "a long wider than 64 bits": {**GOOD, "payload": {**GOOD["payload"], "amount_cents": 2**63}},
+    "empty entity id": {**GOOD, "entity_id": ""},
+    "naive event time": {**GOOD, "event_time": datetime(2026, 3, 1)},
+    "unknown event type": {**GOOD, "event_type": "OrderShipped"},
+    "not a mapping": ["OrderCreated"],
+}
+
+
+@pytest.mark.parametrize("kind", list(REFUSALS))
+def test_each_kind_of_invalid_event_is_refused_with_the_models_message(settings, kind):
+    from labelstore.events.exceptions import InvalidEventError as Refused
+
+    event = REFUSALS[kind]
+    with pytest.raises(Refused) as by_the_models:
+        settings.repository.event_types.parse(event)
+    with Publisher(settings) as publisher:
+        for send in (publisher.publish, lambda e: publisher.publish_many([GOOD, e])):
+            with pytest.raises(InvalidEventError) as refused:
+                send(event)
+            assert str(refused.value) == str(by_the_models.value)
+    assert list(read_raw(settings, settings.topics.events_topic("order"))) == []
