@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import example  # noqa: F401  (the fraud example repository)
+from labelstore.collector import collect_less
 from labelstore.declarations import load_declarations
 from labelstore.processors.core import EntityProcessor, RawMessage, decode_record, encode_record
 from labelstore.processors.outputs import batch_outputs
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    collect_less()  # as the worker does
     records = list(order_records(args.orders, args.events_per_order))
     batches = batches_of(records, args.batch)
     settings = Settings()

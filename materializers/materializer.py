@@ -16,6 +16,7 @@ import duckdb
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from labelstore.events.admin import end_offsets
+from labelstore.collector import collect_less
 from labelstore.intake import Limits
 from labelstore.connection import bootstrap_servers
 from labelstore.errors import LabelstoreError
@@ -51,6 +52,7 @@ class Materializer:
 
     def run(self, *, until_caught_up: bool = False, should_stop: Callable[[], bool] = lambda: False,
             on_commit: Callable[[MaterializerStats], None] | None = None) -> MaterializerStats:
+        collect_less()
         self.warehouse.root.mkdir(parents=True, exist_ok=True)
         self.commit_log.recover()
         self.refresh_duckdb()

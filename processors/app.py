@@ -27,6 +27,7 @@ from labelstore.intake import Limits
 from labelstore.rules.model import LabelRule
 from labelstore.repository import RepositoryWatch
 from labelstore.settings import ProcessorSettings, Settings
+from labelstore.collector import collect_less
 from labelstore.processors.batches import MessageBatches
 from labelstore.processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
 from labelstore.processors.health import FreezeGuard
@@ -234,8 +235,10 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
 def _spare_the_collector() -> None:
     """Once the worker runs, exempt what start-up built from Python's full collections: they went
     over every object (Faust, DuckDB, the rules) and paused the event loop 55-120 ms, several
-    times a minute at 2k events/s. Objects made later are collected as usual."""
+    times a minute at 2k events/s. Objects made later are collected as usual, the youngest
+    generation less often (``labelstore.collector``)."""
     gc.freeze()
+    collect_less()
 
 
 def _raw(message: Any) -> RawMessage:
