@@ -11,6 +11,8 @@ Garbage in cycles is still collected, a little later.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 YOUNGEST_GENERATION_THRESHOLD = 10_000
 
@@ -19,3 +21,16 @@ def collect_less() -> None:
     """Collect the youngest generation every 10,000 allocations instead of every 700."""
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(YOUNGEST_GENERATION_THRESHOLD, middle, oldest)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No cycle collection while a loop builds millions of objects that all stay alive (a state
+    history): each full collection would walk all of them again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

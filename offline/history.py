@@ -19,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from labelstore.collector import paused
 from labelstore.declarations import EntityDeclaration
 from labelstore.fold import EntityFold
 from labelstore.labels import VERSION_NAMESPACE
@@ -61,14 +62,16 @@ def state_history(connection: duckdb.DuckDBPyConnection, declaration: EntityDecl
     fold, codec = EntityFold(declaration), codec or AvroCodec()
     states, seqs = [], []
     previous_entity, state, seq = None, None, 0
-    for entity_id, avro in zip(events.column("entity_id").to_pylist(), events.column("avro").to_pylist(), strict=True):
-        if entity_id != previous_entity:
-            previous_entity, state, seq = entity_id, None, 0
-        decoded = codec.decode(avro, lean=True)  # as the processor folds them (``labelstore.intake``)
-        state = fold.apply(state, decoded.event_type, decoded.record)
-        states.append(state)
-        seqs.append(seq)
-        seq += 1
+    with paused():
+        for entity_id, avro in zip(events.column("entity_id").to_pylist(), events.column("avro").to_pylist(),
+                                   strict=True):
+            if entity_id != previous_entity:
+                previous_entity, state, seq = entity_id, None, 0
+            decoded = codec.decode(avro, lean=True)  # as the processor folds them (``labelstore.intake``)
+            state = fold.apply(state, decoded.event_type, decoded.record)
+            states.append(state)
+            seqs.append(seq)
+            seq += 1
     schema = arrow_schema(declaration)
     columns = [pa.array([s[name] for s in states], type=field.type) for name, field in zip(schema.names, schema, strict=True)]
     located = events.drop_columns(["avro"]).append_column("seq", pa.array(seqs, pa.int64()))
