@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID, uuid5
+from hashlib import sha1
+from uuid import UUID
 
 import orjson
 from pydantic import ConfigDict, TypeAdapter, with_config
@@ -67,8 +68,16 @@ def latest_key(entity_type: str, label: str, entity_id: str) -> bytes:
     return f"{entity_type}/{label}/{entity_id}".encode()
 
 
-def version_id(entity_type: str, entity_id: str, label: str, rule_version: int, event_id: UUID) -> UUID:
-    return uuid5(VERSION_NAMESPACE, f"{entity_type}\x1f{entity_id}\x1f{label}\x1f{rule_version}\x1f{event_id}")
+def version_id(entity_type: str, entity_id: str, label: str, rule_version: int, event_id: UUID | str) -> UUID:
+    """``uuid5(VERSION_NAMESPACE, name)``, made from the digest's integer (half the cost of ``uuid5``)."""
+    name = f"{entity_type}\x1f{entity_id}\x1f{label}\x1f{rule_version}\x1f{event_id}".encode()
+    value = int.from_bytes(sha1(_NAMESPACE_BYTES + name).digest()[:16], "big")  # noqa: S324 - UUID5 is SHA-1
+    return UUID(int=value & _NOT_VERSION_OR_VARIANT | _VERSION_5_RFC_4122)
+
+
+_NAMESPACE_BYTES = VERSION_NAMESPACE.bytes
+_NOT_VERSION_OR_VARIANT = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_5_RFC_4122 = (5 << 76) | (0x8000 << 48)
 
 
 def label_changes(

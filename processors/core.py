@@ -90,8 +90,9 @@ class _Folded(NamedTuple):
     event_time: int
 
     def cause(self) -> Cause:
-        return Cause(UUID(self.decoded.record["event_id"]), self.message.topic, self.message.partition,
-                     self.message.offset)
+        # The decoder gave the id in its canonical form: its hex digits are the UUID's integer.
+        event_id = UUID(int=int(self.decoded.record["event_id"].replace("-", ""), 16))
+        return Cause(event_id, self.message.topic, self.message.partition, self.message.offset)
 
 
 class EntityProcessor:

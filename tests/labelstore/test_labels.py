@@ -100,3 +100,17 @@ def test_a_version_with_an_unknown_field_is_refused():
     data = json.loads(changes("negative", {})[0].to_json())
     with pytest.raises(ValidationError, match="surprise"):
         LabelVersion.from_json(json.dumps({**data, "surprise": 1}))
+
+
+def test_version_ids_are_uuid5_of_the_namespace_and_the_parts():
+    from random import Random
+    from uuid import uuid5
+
+    from labelstore.labels import VERSION_NAMESPACE, version_id
+
+    rng = Random(3)
+    for _ in range(500):
+        parts = ("order", f"order-{rng.random()}", rng.choice(["fraud", "é"]), rng.randint(1, 9), UUID(int=rng.getrandbits(128)))
+        name = "\x1f".join(str(part) for part in parts)
+        assert version_id(*parts) == uuid5(VERSION_NAMESPACE, name)
+        assert version_id(*parts[:4], str(parts[4])) == uuid5(VERSION_NAMESPACE, name)
