@@ -33,7 +33,7 @@ from labelstore.offline.backfill import evaluate
 from labelstore.offline.history import EVENT_COLUMNS, state_history
 from processor_throughput import order_records
 
-RULE = Path(__file__).parents[1] / "examples" / "rules" / "fraud.v2.sql"
+RULE = Path(__file__).parents[1] / "examples" / "fraud" / "fraud.v2.sql"
 STATES_PER_ORDER = 5
 
 
