@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from labelstore.events.typed import EventTypes, FieldSpec, TypeCatalog, TypeTree, python_type, split_null
+from labelstore.schemas.compiled import Source
 
 _COMPARISONS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
@@ -57,32 +58,24 @@ def _validates(annotation: Any) -> Callable[[Any], bool]:
 class _CheckSource:
     def __init__(self, catalog: TypeCatalog, records: Mapping[str, Any]) -> None:
         self.catalog, self.records = catalog, records
-        self.lines: list[str] = []
-        self.constants: list[Any] = []
-        self._names = 0
+        self.source = Source()
 
     def build(self, event_type: str, payload: str) -> tuple[str, Callable[[Mapping[str, Any]], bool]]:
-        self.lines = ["def passes(record):", "    if not record['entity_id'] or not record['source']:",
-                      "        return False"]
+        self.source.add(1, "if not record['entity_id'] or not record['source']:", "    return False")
         if self._can_fail(("record", payload)):
-            self.lines.append("    value = record['payload']")
+            self.source.add(1, "value = record['payload']")
             self._record(payload, "value", 1)
-        self.lines.append("    return True")
-        source = "\n".join(self.lines)
-        namespace: dict[str, Any] = {"constants": tuple(self.constants)}
-        exec(compile(source, f"<checks of {event_type}>", "exec"), namespace)  # noqa: S102 - names enter as repr()
-        return source, namespace["passes"]
+        passes = self.source.build("def compiled(record):", ["    return True"], f"checks of {event_type}", {})
+        return self.source.text, passes
 
     def _name(self) -> str:
-        self._names += 1
-        return f"v{self._names}"
+        return self.source.name("v")
 
     def _constant(self, value: Any) -> str:
-        self.constants.append(value)
-        return f"constants[{len(self.constants) - 1}]"
+        return self.source.constant(value)
 
     def _add(self, depth: int, *lines: str) -> None:
-        self.lines += ["    " * depth + line for line in lines]
+        self.source.add(depth, *lines)
 
     def _refuse_if(self, depth: int, condition: str) -> None:
         self._add(depth, f"if {condition}:", "    return False")

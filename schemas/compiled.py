@@ -108,12 +108,14 @@ _RUNTIME = {
 
 # --- code generation ------------------------------------------------------------------------------
 
-class _Source:
-    """Lines of a generated function, fresh variable names, and the constants it refers to."""
+class Source:
+    """Lines of a generated function, fresh variable names, and the constants it refers to
+    (also used for ``labelstore.events.checks``)."""
 
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.constants: list[Any] = []
+        self.text = ""  # the function's source, once built
         self._names = 0
 
     def name(self, prefix: str) -> str:
@@ -127,10 +129,11 @@ class _Source:
     def add(self, depth: int, *lines: str) -> None:
         self.lines += ["    " * depth + line for line in lines]
 
-    def build(self, header: str, footer: list[str], title: str) -> Callable:
-        source = "\n".join([header, *self.lines, *footer])
-        namespace = {**_RUNTIME, "constants": tuple(self.constants)}
-        exec(compile(source, f"<{title}>", "exec"), namespace)  # noqa: S102 - names enter only as repr()
+    def build(self, header: str, footer: list[str], title: str, runtime: Mapping[str, Any] | None = None) -> Callable:
+        """The function ``compiled`` that ``header`` defines, with these lines and then ``footer``."""
+        self.text = "\n".join([header, *self.lines, *footer])
+        namespace = {**(_RUNTIME if runtime is None else runtime), "constants": tuple(self.constants)}
+        exec(compile(self.text, f"<{title}>", "exec"), namespace)  # noqa: S102 - names enter only as repr()
         return namespace["compiled"]
 
 
@@ -163,14 +166,14 @@ def compile_decoder(schema: Mapping[str, Any], *, lean: Collection[str] = ()) ->
 
     The top-level fields named in ``lean`` keep their base type: a uuid its canonical string, a
     timestamp-millis its epoch milliseconds (only values fastavro would read; others fall back)."""
-    source, named = _Source(), _named(schema)
+    source, named = Source(), _named(schema)
     source.add(1, "end_of_data = len(data)")
     result = _decode_value(source, 1, schema, named, lean)
     footer = ["    if pos != len(data):", "        raise Fallback", f"    return {result}"]
     return source.build("def compiled(data, pos):", footer, f"decoder of {schema['name']}")
 
 
-def _decode_value(source: _Source, depth: int, avro: Any, named: Mapping[str, Any], lean: Collection[str] = ()) -> str:
+def _decode_value(source: Source, depth: int, avro: Any, named: Mapping[str, Any], lean: Collection[str] = ()) -> str:
     """Lines that read one value at ``pos``; returns the expression (a variable) holding it."""
     avro = _resolve(avro, named)
     kind, out = _kind(avro), source.name("v")
@@ -239,7 +242,7 @@ def _decode_value(source: _Source, depth: int, avro: Any, named: Mapping[str, An
     return out
 
 
-def _decode_lean(source: _Source, depth: int, avro: Any, named: Mapping[str, Any]) -> str:
+def _decode_lean(source: Source, depth: int, avro: Any, named: Mapping[str, Any]) -> str:
     kind, out = _kind(_resolve(avro, named)), source.name("v")
     if kind == "uuid":
         source.add(depth, f"{out}, pos = read_string(data, pos)", f"if not canonical_uuid({out}):", "    raise Fallback")
@@ -251,7 +254,7 @@ def _decode_lean(source: _Source, depth: int, avro: Any, named: Mapping[str, Any
     return out
 
 
-def _read_varint(source: _Source, depth: int, target: str) -> None:
+def _read_varint(source: Source, depth: int, target: str) -> None:
     """Lines that read a long at ``pos`` into ``target``: a one-byte value inline, others by a call."""
     source.add(depth, "byte = data[pos]", "if byte < 0x80:", f"    {target} = (byte >> 1) ^ -(byte & 1)",
                "    pos += 1", "else:", f"    {target}, pos = read_long(data, pos)")
@@ -260,12 +263,12 @@ def _read_varint(source: _Source, depth: int, target: str) -> None:
 def compile_encoder(schema: Mapping[str, Any], *, attributes: bool = False) -> Encoder:
     """An encoder of records of ``schema`` (fastavro-parsed): of mappings, or with ``attributes``,
     of objects whose fields are attributes (the event models), nested records alike."""
-    source, named = _Source(), _named(schema)
+    source, named = Source(), _named(schema)
     _encode_value(source, 1, schema, named, "record", attributes)
     return source.build("def compiled(record, out):", ["    return None"], f"encoder of {schema['name']}")
 
 
-def _encode_value(source: _Source, depth: int, avro: Any, named: Mapping[str, Any], value: str,
+def _encode_value(source: Source, depth: int, avro: Any, named: Mapping[str, Any], value: str,
                   attributes: bool) -> None:
     avro = _resolve(avro, named)
     kind, add = _kind(avro), source.add
