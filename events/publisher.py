@@ -96,7 +96,7 @@ class Publisher:
         topic = self._topic_of(event.entity_type)
         # partial, not a closure: one is made per event.
         self._produce(topic, event.entity_id.encode(), self._serializer.encode(event),
-                      partial(_settle, future, event.event_id, topic, self._unobserved_failures), event.event_id)
+                      partial(self._settle, future, event.event_id, topic), event.event_id)
         return future
 
     def publish_many(self, events: Iterable[Event | Mapping[str, Any]], *,
@@ -149,6 +149,19 @@ class Publisher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _settle(self, future: Future[DeliveryReport], event_id: UUID, topic: str, error: KafkaError | None,
+                message: Message) -> None:
+        if error is None:
+            report = DeliveryReport(event_id, topic, message.partition(), message.offset(), message.timestamp()[1])
+            future.set_result(report)
+            return
+        failure = DeliveryFailure(event_id, topic, error.str(), error.retriable())
+        log.debug("event %s not delivered to %s: %s", event_id, topic, failure.reason)
+        # Looked up when the report comes, not when the event was sent: a flush may have taken the
+        # list since (another thread publishing meanwhile); this failure is then the next flush's.
+        self._unobserved_failures.append(failure)
+        future.set_exception(PublishError(_describe([failure]), [failure]))
+
     def _topic_of(self, entity_type: str) -> str:
         topic = self._topic_cache.get(entity_type)
         if topic is None:
@@ -172,17 +185,6 @@ class Publisher:
         remaining = self._producer.flush(-1 if timeout is None else timeout)
         if remaining:
             raise PublishError(f"{remaining} events still undelivered after {timeout} s; nothing was dropped, call flush() again or raise the timeout")
-
-
-def _settle(future: Future[DeliveryReport], event_id: UUID, topic: str, unobserved: list[DeliveryFailure],
-            error: KafkaError | None, message: Message) -> None:
-    if error is None:
-        future.set_result(DeliveryReport(event_id, topic, message.partition(), message.offset(), message.timestamp()[1]))
-    else:
-        failure = DeliveryFailure(event_id, topic, error.str(), error.retriable())
-        log.debug("event %s not delivered to %s: %s", event_id, topic, failure.reason)
-        unobserved.append(failure)
-        future.set_exception(PublishError(_describe([failure]), [failure]))
 
 
 def _deliver(delivered: list, index: int, error: KafkaError | None, message: Message) -> None:

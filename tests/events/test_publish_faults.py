@@ -61,3 +61,19 @@ def test_broker_killed_mid_publish_fails_loudly_and_loses_nothing(own_broker):
     publisher.close()
     print(f"\nbroker killed mid-publish: {len(delivered_ids)} acknowledged, {len(failed_ids)} reported failed, "
           f"{len(logged) - 1_000} in the log after restart")
+
+
+def test_a_failure_after_a_timed_out_flush_is_raised_by_the_next_flush():
+    from labelstore.localkafka.cluster import free_port
+
+    settings = settings_for(f"127.0.0.1:{free_port()}")  # nobody listens there
+    event = next(iter(generate(1, 0, seed=1)))
+    publisher = Publisher(settings, producer_overrides={"delivery.timeout.ms": 1_500})
+    future = publisher.publish(event)
+    with pytest.raises(PublishError, match="still undelivered"):
+        publisher.flush(timeout=0.1)
+    with pytest.raises(PublishError) as failed:
+        publisher.flush(timeout=30)  # the event timed out meanwhile: its failure is this flush's
+    assert [f.event_id for f in failed.value.failures] == [event.event_id]
+    assert isinstance(future.exception(timeout=1), PublishError)
+    publisher.close(timeout=5)
