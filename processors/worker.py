@@ -6,6 +6,7 @@ import faulthandler
 import logging
 import os
 import signal
+import sys
 
 import faust
 
@@ -15,6 +16,7 @@ from labelstore.processors.app import create_app
 from labelstore.processors.health import log_consumer_state, watch_progress
 from labelstore.processors.web import register_health_pages
 
+EXIT_CRASHED = 70  # the worker could not go on: a supervisor restarts it
 QUIET_LOGGERS = ("faust", "mode", "aiokafka", "kafka", "asyncio", "aiohttp", "rocksdict")
 
 
@@ -31,8 +33,25 @@ def run_worker(settings: Settings, log_level: str = "info") -> None:
     _ensure_output_topics(settings)
     app = create_app(settings, on_crash=_exit_for_restart)
     register_health_pages(app, watch_progress(app, settings))
-    _BoundedStopWorker(app, stop_within_s=settings.processor.shutdown_timeout_s, loglevel="WARNING",
-                       quiet=True).execute_from_commandline()
+    worker = _BoundedStopWorker(app, stop_within_s=settings.processor.shutdown_timeout_s, loglevel="WARNING",
+                                quiet=True)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except BaseException:  # noqa: BLE001 - a crash of any of Faust's services ends up here
+        logging.getLogger("labelstore.processor").exception("the worker crashed")
+        code = EXIT_CRASHED
+    else:
+        code = 0
+    # Faust's consumer runs on a thread that is not a daemon. When one of the worker's services
+    # crashed (aiokafka's fetcher, after the process had been stopped past its session timeout),
+    # the main thread returned and that thread ran on: the process stayed up, serving nothing,
+    # for good. Ending it here turns every crash into an exit a supervisor sees.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _BoundedStopWorker(faust.Worker):
@@ -75,7 +94,7 @@ def _exit_for_restart(reason: BaseException) -> None:
     # A worker that cannot process must not sit idle: exit so a supervisor restarts it. Outputs
     # are acknowledged before state is stored, so this loses nothing (as after a SIGKILL).
     logging.getLogger("labelstore.processor").critical("exiting: %r", reason)
-    os._exit(70)
+    os._exit(EXIT_CRASHED)
 
 
 def bound_fetch_wait(milliseconds: int) -> None:

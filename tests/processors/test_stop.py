@@ -57,3 +57,46 @@ def test_sigterm_with_the_brokers_gone_stops_within_the_timeout(tmp_path):
     # Either a clean stop or the deadline's exit code; never a hang.
     assert worker_code in (0, EXIT_STOP_TIMED_OUT), (tmp_path / "worker.log").read_text()[-2000:]
     assert materializer_code in (0, 1, EXIT_STOP_TIMED_OUT), (tmp_path / "materializer.log").read_text()[-2000:]
+
+
+CRASHING_FETCHER = """
+import aiokafka.consumer.fetcher as fetcher
+import runpy
+
+original, calls = fetcher.Fetcher.fetched_records, [0]
+
+async def fetched_records(self, *args, **kwargs):
+    # What aiokafka's fetcher did after the process had been stopped past its session timeout.
+    calls[0] += 1
+    if calls[0] > 20:
+        raise KeyError("a partition's records, gone")
+    return await original(self, *args, **kwargs)
+
+fetcher.Fetcher.fetched_records = fetched_records
+
+import asyncio
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+async def on_thread_stop(self):  # a consumer thread that does not stop, as after the pause
+    await asyncio.sleep(3600)
+
+AIOKafkaConsumerThread.on_thread_stop = on_thread_stop
+runpy.run_module("labelstore.processors.worker", run_name="__main__")
+"""
+
+
+@pytest.mark.fault
+def test_a_crash_of_a_faust_service_ends_the_process(settings, tmp_path):
+    settings = with_processor(settings, tmp_path / "data")
+    ensure_topics(settings)
+    environment = {**os.environ, **settings.to_environment()}
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-c", CRASHING_FETCHER], env=environment, stdout=log, stderr=log)
+    try:
+        code = worker.wait(120)  # before the fix it never ended: Faust's consumer thread kept it up
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    log_text = (tmp_path / "worker.log").read_text()
+    assert code != 0, log_text[-3000:]
+    assert "We experienced a crash" in log_text
