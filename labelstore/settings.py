@@ -53,6 +53,7 @@ class TopicSettings(_Group):
     label_latest: str = "labels.latest"
     dead_letter: str = "events.dlq"
     rules: str = "labels.rules"
+    alerts: str = "labels.alerts"
 
     def events_topic(self, entity_type: str) -> str:
         return self.prefix + self.entity_topics.get(entity_type, f"{entity_type}.events")
@@ -72,6 +73,10 @@ class TopicSettings(_Group):
     @property
     def rules_topic(self) -> str:
         return self.prefix + self.rules
+
+    @property
+    def alerts_topic(self) -> str:
+        return self.prefix + self.alerts
 
 
 class LocalKafkaSettings(_Group):
@@ -115,6 +120,7 @@ class ProcessorSettings(_Group):
     stall_timeout_s: float = Field(
         default=120.0, gt=0, description="a worker with events to process or state to recover that makes no "
                                          "progress this long exits (code 71), for its supervisor to restart it")
+    metrics: bool = Field(default=True, description="Prometheus metrics on the web port's /metrics")
 
 
 class WarehouseSettings(_Group):
@@ -123,6 +129,9 @@ class WarehouseSettings(_Group):
     path: Path = Field(default_factory=lambda: Path("warehouse"))
     flush_records: int = Field(default=100_000, ge=1, description="records buffered before a commit, at most")
     flush_interval_s: float = Field(default=5.0, gt=0, description="longest a record waits for a commit")
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=6067, ge=0, le=65535,
+                              description="`labelstore materialize` serves Prometheus metrics here; 0: none")
     shutdown_timeout_s: float = Field(
         default=30.0, gt=0, description="after SIGTERM, exit at the latest this long later, whatever the brokers do")
 
@@ -131,6 +140,35 @@ class RulesSettings(_Group):
     """The rule catalog: any SQLAlchemy URL (PostgreSQL: postgresql+psycopg://user:pass@host/db)."""
 
     catalog_url: str = "sqlite:///.labelstore/catalog.sqlite"
+
+
+class DriftThresholds(_Group):
+    """When `labelstore monitor` calls a label's distribution shifted (see ``offline.drift``)."""
+
+    psi: float = Field(default=0.2, gt=0, description="population stability index above which it alerts")
+    p_value: float = Field(default=0.01, gt=0, lt=1, description="chi-square p-value below which it alerts")
+    min_labels: int = Field(default=50, ge=1, description="labels each window needs before drift is judged")
+
+
+class LabelMonitoring(DriftThresholds):
+    """One label's monitoring: its thresholds, and which value counts as positive."""
+
+    positive_value: str | None = Field(
+        default=None, description="the value (as text) counted as positive; boolean labels default to true")
+    reference_windows: int = Field(default=1, ge=1, description="complete windows before the current one "
+                                                               "that make the default reference")
+
+
+class MonitoringSettings(DriftThresholds):
+    """``monitoring:`` in labelstore.yaml: default thresholds, and per label under ``labels``."""
+
+    labels: dict[str, LabelMonitoring] = Field(default_factory=dict)
+
+    def for_label(self, label: str) -> LabelMonitoring:
+        """The label's own section, its unset thresholds taken from the defaults above."""
+        defaults = self.model_dump(exclude={"labels"})
+        own = self.labels.get(label)
+        return LabelMonitoring(**{**defaults, **(own.model_dump(exclude_unset=True) if own else {})})
 
 
 class Settings(BaseSettings):
@@ -146,6 +184,7 @@ class Settings(BaseSettings):
     processor: ProcessorSettings = Field(default_factory=ProcessorSettings)
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @field_validator("repo")
     @classmethod
