@@ -15,6 +15,7 @@ import asyncio
 import functools
 import gc
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from labelstore.collector import collect_less
 from labelstore.processors.batches import MessageBatches
 from labelstore.processors.core import BatchResult, EntityProcessor, RawMessage, decode_record
 from labelstore.processors.health import FreezeGuard
+from labelstore.processors.metrics import ScrapedGauges, WorkerMetrics, store_size
 from labelstore.processors.outputs import RAW, DirectOutputs
 from labelstore.processors.rulebook import RuleBook
 from labelstore.processors.tables import EntityStateTable
@@ -56,6 +58,7 @@ def create_app(
     rules = settings.repository.initial_rules() if rules is None else rules
     app = _faust_app(settings)
     counters: Counter[str] = Counter()
+    metrics = WorkerMetrics() if settings.processor.metrics else None
     tables = {}
     rulebook = RuleBook(rules, settings)  # activations on the rules topic, shared by the agents
     for entity_type, declaration in declarations.items():
@@ -70,10 +73,16 @@ def create_app(
         source = app.topic(settings.topics.events_topic(entity_type), partitions=settings.kafka.partitions, **RAW)
         intake = app.intake(source.get_topic_name())
         app.agent(source, name=f"label-{entity_type}")(
-            _agent(processor, tables[entity_type], _outputs(app, settings), rulebook, counters, settings.processor,
-                   intake, on_crash)
+            _agent(processor, tables[entity_type], _outputs(app, settings), rulebook, counters, metrics,
+                   settings.processor, intake, on_crash)
         )
     register_label_pages(app, tables)
+    if metrics is not None:
+        metrics.watch(ScrapedGauges(
+            lag=lambda: metrics.lag(),
+            rules_in_force=lambda: rulebook.in_force(int(time.time() * 1000)),
+            activations=lambda: rulebook.revision,
+            store_sizes=lambda: {entity_type: store_size(table.data) for entity_type, table in tables.items()}))
 
     @app.timer(interval=10.0)
     async def report_counts() -> None:
@@ -81,6 +90,7 @@ def create_app(
             log.info("processed %s", dict(counters))
 
     app.labelstore_counters = counters  # type: ignore[attr-defined]  # read by tests and the CLI
+    app.labelstore_metrics = metrics  # type: ignore[attr-defined]  # served on /metrics (processors.web)
     return app
 
 
@@ -126,7 +136,7 @@ def _outputs(app: faust.App, settings: Settings) -> DirectOutputs | Transactiona
 
 def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | TransactionalOutputs,
            rulebook: RuleBook | None,
-           counters: Counter[str], conf: ProcessorSettings, intake: Intake,
+           counters: Counter[str], metrics: WorkerMetrics | None, conf: ProcessorSettings, intake: Intake,
            on_crash: Callable[[BaseException], None] | None):
     entity_type = processor.entity_type
 
@@ -169,6 +179,7 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             messages = await batches.take()
             if not messages:
                 continue
+            started = time.perf_counter()
             batch = [_raw(message) for message in messages]
             result = await _evaluate(batch)
             # 1. versions and dead letters become durable (and the previous batch's state),
@@ -176,12 +187,13 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             if not await may_write(messages):
                 continue
             await outputs.send_and_wait(result)
+            acknowledged = time.time()
             batches.ack(unconfirmed)
             if not await may_write(messages):  # stopped while the outputs went out
                 continue
             await outputs.store_states(table, result)
             unconfirmed[:] = messages
-            _count(batch, result)
+            _count(batch, result, started, acknowledged)
             _spare_the_collector()
 
     async def _process_transactions(app: faust.App) -> None:
@@ -192,11 +204,12 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             messages = await batches.take()
             if not messages:
                 continue
+            started = time.perf_counter()
             batch = [_raw(message) for message in messages]
             result = await _evaluate(batch)
             await outputs.commit(batch, result, table)
             batches.ack(messages)
-            _count(batch, result)
+            _count(batch, result, started, time.time())
             _spare_the_collector()
 
     async def _evaluate(batch: Sequence[RawMessage]) -> BatchResult:
@@ -218,7 +231,9 @@ def _agent(processor: EntityProcessor, table: Any, outputs: DirectOutputs | Tran
             result = processor.process(batch, stored)
         return result
 
-    def _count(batch: Sequence[RawMessage], result: BatchResult) -> None:
+    def _count(batch: Sequence[RawMessage], result: BatchResult, started: float, acknowledged: float) -> None:
+        if metrics is not None:
+            metrics.batch_done(entity_type, batch, result, started, acknowledged)
         counters[f"{entity_type}.events"] += len(batch)
         counters[f"{entity_type}.versions"] += len(result.versions)
         counters[f"{entity_type}.dead_letters"] += len(result.dead_letters)

@@ -106,12 +106,17 @@ class FreezeGuard:
 
 @dataclass
 class Assessment:
-    """What the last check found. ``lagging`` maps "topic/partition" to events not yet processed."""
+    """What the last check found. ``lag`` maps each owned "topic/partition" to its events not yet
+    processed; ``lagging`` keeps those with any."""
 
     checked_at: float = 0.0
     recovering: bool = False
-    lagging: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+
+    @property
+    def lagging(self) -> dict[str, int]:
+        return {where: events for where, events in self.lag.items() if events > 0}
 
     @property
     def has_work(self) -> bool:
@@ -148,7 +153,7 @@ class Watchdog:
                 self._recovered_through = recovered_through
                 self.progress.moved()
         try:
-            assessment.lagging = await self._lagging()
+            assessment.lag = await self._lag()
         except Exception as exc:  # noqa: BLE001  (brokers unreachable: no assessment on lag, keep checking)
             assessment.error = f"end offsets unknown: {exc}"
         if assessment.has_work and not self.assessment.has_work:
@@ -157,7 +162,7 @@ class Watchdog:
             self.work_since = None
         self.assessment = assessment
 
-    async def _lagging(self) -> dict[str, int]:
+    async def _lag(self) -> dict[str, int]:
         owned = _owned_event_partitions(self.app)
         if not owned:
             return {}
@@ -166,13 +171,13 @@ class Watchdog:
             by_topic.setdefault(topic, []).append(partition)
         ends = await asyncio.wait_for(asyncio.to_thread(self._end_offsets, by_topic), CHECK_EVERY_S * 2)
         committed = self.app.consumer._committed_offset  # TP -> what Faust committed (or found); TP is a tuple
-        lagging = {}
+        lag = {}
         for topic, partition in owned:
             end = ends.get(topic, {}).get(partition)
             done = max(self.progress.processed.get((topic, partition), 0), committed.get((topic, partition)) or 0)
-            if end is not None and end > done:
-                lagging[f"{topic}/{partition}"] = end - done
-        return lagging
+            if end is not None:
+                lag[f"{topic}/{partition}"] = max(end - done, 0)
+        return lag
 
     # -- judged on a thread
     def stalled_for(self, now: float | None = None) -> tuple[float, str] | None:

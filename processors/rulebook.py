@@ -79,6 +79,17 @@ class RuleBook:
                     rules[label] = rule
         return tuple(rules[name] for name in sorted(rules))
 
+    def in_force(self, recorded_at_ms: int) -> list[tuple[str, str, int]]:
+        """(entity type, label, rule version) of every label known, at that time; 0 when switched off."""
+        with self._lock:
+            labels = dict(self._entity_of)
+        in_force = []
+        for entity_type in sorted(set(labels.values())):
+            versions = {rule.name: rule.version for rule in self.rules_at(entity_type, recorded_at_ms)}
+            in_force += [(entity_type, label, versions.get(label, 0))
+                         for label in sorted(label for label, owner in labels.items() if owner == entity_type)]
+        return in_force
+
     def ensure_known_through(self, recorded_at_ms: int) -> None:
         """Return once every activation logged before ``recorded_at_ms`` has been read."""
         if self._consumer is None or recorded_at_ms <= self.known_through_ms:

@@ -16,6 +16,7 @@ from typing import Any
 import faust
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from labelstore.processors.core import decode_record
 from labelstore.processors.diagnostics import consumer_state
@@ -50,7 +51,7 @@ def _register(app: faust.App, entity_type: str, table: Any) -> None:
 def register_health_pages(app: faust.App, watchdog: Watchdog) -> None:
     """``/healthz``: alive and progressing (503 once stalled). ``/readyz``: partitions assigned and
     their state recovered (503 before). ``/status``: both, and the consumer's state, for
-    ``labelstore status`` and for people."""
+    ``labelstore status`` and for people. ``/metrics``: for Prometheus (``processors.metrics``)."""
 
     @app.page("/healthz", name="healthz")
     class Health(View):
@@ -63,6 +64,16 @@ def register_health_pages(app: faust.App, watchdog: Watchdog) -> None:
         async def get(self, request: Request) -> Response:
             ready, report = readiness(app)
             return self.json(report, status=200 if ready else 503)
+
+    metrics = getattr(app, "labelstore_metrics", None)
+    if metrics is not None:
+        metrics.lag = lambda: watchdog.assessment.lag
+
+        @app.page("/metrics", name="metrics")
+        class Metrics(View):
+            async def get(self, request: Request) -> Response:
+                # As a header: aiohttp refuses a content_type argument that names its charset.
+                return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/status", name="status")
     class Status(View):

@@ -23,7 +23,7 @@ class FailingIntake:
 
 def test_a_failing_agent_reports_the_crash_instead_of_idling():
     crashes = []
-    process = _agent(SimpleNamespace(entity_type="order"), {}, {}, None, Counter(), ProcessorSettings(),
+    process = _agent(SimpleNamespace(entity_type="order"), {}, {}, None, Counter(), None, ProcessorSettings(),
                      FailingIntake(), crashes.append)
     with pytest.raises(RuntimeError, match="broken batch"):
         asyncio.run(process(SimpleNamespace(app=SimpleNamespace(freeze_guard=FreezeGuard(10.0, lambda: 1)))))
