@@ -17,6 +17,7 @@ from labelstore.cli.rules import rules_app
 from labelstore.cli.schemas import schemas_app
 from labelstore.cli.status import status
 from labelstore.cli.topics import topics_app
+from labelstore.cli.ui import ui
 
 app = typer.Typer(
     name="labelstore",
@@ -46,6 +47,7 @@ app.add_typer(rules_app, name="rules")
 app.command("process")(process)
 app.command("materialize")(materialize)
 app.command("status")(status)
+app.command("ui")(ui)
 for command in (asof, snapshot, check, explain):
     app.command(command.__name__)(command)
 
