@@ -10,6 +10,7 @@ import typer
 from labelstore.cli.demo import demo_app
 from labelstore.cli.kafka import kafka_app
 from labelstore.cli.materialize import materialize
+from labelstore.cli.monitor import monitor
 from labelstore.cli.offline import asof, check, explain, snapshot
 from labelstore.cli.process import process
 from labelstore.cli.repository import apply, codegen, init, plan
@@ -47,6 +48,7 @@ app.add_typer(rules_app, name="rules")
 app.command("process")(process)
 app.command("materialize")(materialize)
 app.command("status")(status)
+app.command("monitor")(monitor)
 app.command("ui")(ui)
 for command in (asof, snapshot, check, explain):
     app.command(command.__name__)(command)
