@@ -24,6 +24,7 @@ from labelstore.settings import Settings
 from labelstore.repository import RepositoryWatch
 from labelstore.warehouse import DATASETS, Warehouse
 from labelstore.materializers.commits import CommitLog
+from labelstore.materializers.metrics import MaterializerMetrics
 from labelstore.materializers.rows import Batch, RowMaker
 
 log = logging.getLogger("labelstore.materializer")
@@ -42,6 +43,7 @@ class Materializer:
         self.warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
         self.commit_log = CommitLog(self.warehouse)
         self.stats = MaterializerStats()
+        self.metrics = MaterializerMetrics()  # served by `labelstore materialize`
         topics = settings.topics
         declarations = settings.repository.declarations
         self.event_topics = [topics.events_topic(e) for e in declarations]
@@ -79,6 +81,7 @@ class Materializer:
                 if (batch.records and (caught_up or due or full)) or (due or caught_up) and self._idle_at_end(consumer, positions):
                     # An idle commit only records that the archive is complete up to now.
                     self._commit(batch, positions, _complete_through(consumer, positions))
+                    self.metrics.behind(_lag(consumer, positions))
                     if on_commit is not None:
                         on_commit(self.stats)
                     batch, started = Batch(), time.monotonic()
@@ -109,17 +112,22 @@ class Materializer:
             made = self.rows.event(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
         if made is None:
             self.stats.skipped += 1  # bad input: the processor routes it to the dead-letter topic
+            self.metrics.skipped.inc()
             return
         folder, row = made
         batch.add(folder, row, topic, partition, offset)
 
     def _commit(self, batch: Batch, positions: dict[str, dict[int, int]], complete_through_ms: int | None) -> None:
+        started = time.perf_counter()
         had_files = {dataset: self.warehouse.has_files(dataset) for dataset in DATASETS}
+        rows: dict[str, int] = dict.fromkeys(DATASETS, 0)
         for dataset, partition, table, covers in batch.tables():
             self.commit_log.stage(dataset, partition, table, covers)
+            rows[dataset] += table.num_rows
         self.commit_log.commit(positions, complete_through_ms)
         self.stats.records += batch.records
         self.stats.commits += 1
+        self.metrics.committed(rows, time.perf_counter() - started, complete_through_ms)
         log.info("commit %d: %d records", self.commit_log.sequence, batch.records)
         if any(not had and self.warehouse.has_files(d) for d, had in had_files.items()):
             self.refresh_duckdb()
@@ -150,6 +158,16 @@ def _complete_through(consumer: Consumer, positions: dict[str, dict[int, int]]) 
             if high < 0 or position < high:
                 return None
     return seen_at
+
+
+def _lag(consumer: Consumer, positions: dict[str, dict[int, int]]) -> dict[tuple[str, int], int]:
+    lag = {}
+    for topic, partitions in positions.items():
+        for partition, position in partitions.items():
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                lag[topic, partition] = max(high - position, 0)
+    return lag
 
 
 def _reached(consumer: Consumer, positions: dict[str, dict[int, int]], targets: dict[str, dict[int, int]]) -> bool:

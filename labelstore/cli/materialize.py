@@ -35,6 +35,8 @@ def materialize(
 
         signal.signal(signal.SIGTERM, request_stop)
         materializer = Materializer(settings)
+        if settings.warehouse.metrics_port:
+            materializer.metrics.serve(settings.warehouse.metrics_host, settings.warehouse.metrics_port)
         try:
             stats = materializer.run(until_caught_up=until_caught_up, should_stop=lambda: bool(stopping))
         except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from tests.fraud_example import generate, example_serializer
 from labelstore.events.publisher import producer_config
 from labelstore.events.reader import read_raw
 from labelstore.labels import Cause, LabelVersion
+from labelstore.localkafka.cluster import free_port
 from labelstore.settings import WarehouseSettings
 from labelstore.warehouse import Warehouse
 from labelstore.materializers.materializer import Materializer
@@ -52,7 +53,7 @@ def a_version(entity_id: str, value: str, offset: int) -> LabelVersion:
 
 
 def with_warehouse(settings, path, **warehouse):
-    return settings.model_copy(update={"warehouse": WarehouseSettings(path=path, **warehouse)})
+    return settings.model_copy(update={"warehouse": WarehouseSettings(path=path, metrics_port=free_port(), **warehouse)})
 
 
 def test_archives_events_and_versions_once_and_skips_bad_records(settings, tmp_path):
@@ -66,8 +67,16 @@ def test_archives_events_and_versions_once_and_skips_bad_records(settings, tmp_p
     produce(settings, settings.topics.label_versions_topic, [(v.entity_id.encode(), v.to_json()) for v in versions])
 
     settings = with_warehouse(settings, tmp_path / "warehouse")
-    stats = Materializer(settings).run(until_caught_up=True)
+    materializer = Materializer(settings)
+    stats = materializer.run(until_caught_up=True)
     assert stats.skipped == 2
+    metric = materializer.metrics.registry.get_sample_value
+    assert metric("labelstore_materializer_records_archived_total", {"dataset": "events"}) == sum(map(len, records.values()))
+    assert metric("labelstore_materializer_records_archived_total", {"dataset": "label_versions"}) == 3
+    assert metric("labelstore_materializer_records_skipped_total") == 2
+    assert metric("labelstore_materializer_commits_total") == stats.commits >= 1
+    assert metric("labelstore_materializer_lag_records", {"topic": settings.topics.events_topic("order"),
+                                                          "partition": "0"}) == 0
 
     connection = Warehouse(settings.warehouse.path).connect()
     counts = dict(connection.execute("SELECT entity_type, count(*) FROM events GROUP BY ALL").fetchall())
@@ -114,6 +123,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(settings, tmp_path):
     while (warehouse.last_commit() is None or warehouse.last_commit().sequence < 4) and time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read().decode()
         time.sleep(0.05)
+    scraped = _scrape(f"http://127.0.0.1:{settings.warehouse.metrics_port}/metrics")
     process.send_signal(signal.SIGKILL)
     process.wait(10)
     committed = warehouse.last_commit()
@@ -125,8 +135,27 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(settings, tmp_path):
     visible = warehouse.connect().execute("SELECT count(*) FROM events").fetchone()[0]
     assert visible <= sum(committed.offsets[topic].values())
 
+    # The running `labelstore materialize` served its metrics: commits made, records archived.
+    assert scraped["labelstore_materializer_commits_total"] >= 1
+    assert 0 < scraped["labelstore_materializer_records_archived_total"] <= len(events)
+
     subprocess.run([*command, "--until-caught-up"], env=env, check=True, capture_output=True, timeout=240)
     rows = warehouse.connect().execute("SELECT partition, \"offset\" FROM events").fetchall()
     assert len(rows) == len(set(rows)), "a record was archived twice"
     assert set(rows) == expected
     assert not any(warehouse.staging_dir.glob("**/*.parquet"))
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Each metric's samples summed over their labels."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0) + sample.value
+    return totals

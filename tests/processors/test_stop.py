@@ -13,6 +13,7 @@ import pytest
 from labelstore.events.admin import ensure_topics
 from labelstore.events.publisher import Publisher
 from labelstore.localkafka import LocalKafkaCluster
+from labelstore.localkafka.cluster import free_port
 from labelstore.settings import LocalKafkaSettings, WarehouseSettings
 from labelstore.shutdown import EXIT_STOP_TIMED_OUT
 from tests.conftest import settings_for
@@ -28,7 +29,7 @@ def test_sigterm_with_the_brokers_gone_stops_within_the_timeout(tmp_path):
     settings = with_processor(settings_for(cluster.bootstrap_servers), tmp_path / "data",
                               shutdown_timeout_s=STOP_WITHIN_S)
     settings = settings.model_copy(update={"warehouse": WarehouseSettings(
-        path=tmp_path / "warehouse", shutdown_timeout_s=STOP_WITHIN_S, flush_interval_s=0.5)})
+        path=tmp_path / "warehouse", shutdown_timeout_s=STOP_WITHIN_S, flush_interval_s=0.5, metrics_port=free_port())})
     ensure_topics(settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
     environment = {**os.environ, **settings.to_environment()}
