@@ -35,10 +35,10 @@ def search_entities(warehouse: Warehouse, entity_type: str, prefix: str = "", *,
         raise ExplorerError(f"limit must be between 1 and {SEARCH_LIMIT_MAX}, not {limit}")
     connection = warehouse.connect()
     try:
-        found = connection.execute(
+        found = connection.sql(
             "SELECT entity_id, count(*) AS events, min(event_time) AS first_event_time, "
             "max(recorded_at) AS last_recorded_at FROM events WHERE entity_type = ? AND starts_with(entity_id, ?) "
-            "GROUP BY entity_id ORDER BY entity_id LIMIT ?", [entity_type, prefix, limit + 1]).to_arrow_table()
+            "GROUP BY entity_id ORDER BY entity_id LIMIT ?", params=[entity_type, prefix, limit + 1]).to_arrow_table()
         rows = found.to_pylist()
         latest = _latest_labels(connection, entity_type, [row["entity_id"] for row in rows[:limit]])
     finally:
@@ -89,7 +89,7 @@ def _check_entity_exists(warehouse: Warehouse, entity_type: str, entity_id: str)
     connection = warehouse.connect()
     try:
         (count,) = connection.execute("SELECT count(*) FROM events WHERE entity_type = ? AND entity_id = ?",
-                                      [entity_type, entity_id]).fetchone()
+                                      [entity_type, entity_id]).fetchall()[0]
     finally:
         connection.close()
     if not count:

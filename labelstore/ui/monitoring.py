@@ -8,15 +8,14 @@ cannot be reached is a finding to show, not a reason for the page to fail.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from typing import Any
 
 from labelstore.settings import Settings
+from labelstore.offline.monitor import WINDOWS, monitor_label
 from labelstore.warehouse import Warehouse
 from labelstore.ui.exceptions import ExplorerError, NotFound
 from labelstore.ui.rules import check_axis
-
-WINDOWS = ("hour", "day", "week", "month")
 
 
 def label_report(warehouse: Warehouse, labels: dict[str, str], label: str, *, axis: str = "valid",
@@ -27,24 +26,16 @@ def label_report(warehouse: Warehouse, labels: dict[str, str], label: str, *, ax
     check_axis(axis)
     if window not in WINDOWS:
         raise ExplorerError(f"unknown window {window!r}; use one of {', '.join(WINDOWS)}")
-    try:
-        from labelstore.offline.monitor import monitor_label
-    except ImportError as exc:
-        raise ExplorerError(f"label monitoring is not available in this installation ({exc})") from None
     report = monitor_label(warehouse, label, window=window, axis=axis)
     return {
         "label": label, "entity_type": labels[label], "axis": axis, "window": window,
+        "start": report.start, "end": report.end, "positive_value": report.positive_value,
         "distribution": report.distribution.to_pylist(),
         "rates": report.rates.to_pylist(),
-        "drift": [_plain(drift) for drift in report.drift],
+        "flips": report.flips.to_pylist(),
+        "time_to_label": report.time_to_label.to_pylist(),
+        "drift": [asdict(drift) for drift in report.drift],
     }
-
-
-def _plain(drift: Any) -> dict[str, Any]:
-    """A drift finding as a dict whatever its class (a dataclass or a pydantic model)."""
-    if is_dataclass(drift):
-        return asdict(drift)
-    return drift.model_dump()
 
 
 def health(settings: Settings, warehouse: Warehouse) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def _summarised(connection: duckdb.DuckDBPyConnection, rule_a: LabelRule, rule_b
     connection.execute("""
         CREATE TEMP TABLE diverged AS
         SELECT entity_id, min("at") AS first_divergence FROM rows WHERE a IS DISTINCT FROM b GROUP BY entity_id""")
-    differing, first = connection.sql("SELECT count(*), min(first_divergence) FROM diverged").fetchone()
+    differing, first = connection.sql("SELECT count(*), min(first_divergence) FROM diverged").fetchall()[0]
     by_day = connection.sql("SELECT CAST(first_divergence AS DATE) AS day, count(*) AS entities FROM diverged "
                             "GROUP BY ALL ORDER BY day")
     entities = connection.sql(f"""
@@ -174,7 +174,7 @@ def _summarised(connection: duckdb.DuckDBPyConnection, rule_a: LabelRule, rule_b
     return {
         "label": rule_a.name, "entity_type": rule_a.entity_type, "version_a": rule_a.version,
         "version_b": rule_b.version, "axis": axis, "clock": AXES[axis],
-        "entities": connection.sql("SELECT count(*) FROM finals").fetchone()[0],
+        "entities": connection.sql("SELECT count(*) FROM finals").fetchall()[0][0],
         "differing_entities": differing, "first_divergence": first,
         "confusion": confusion.to_arrow_table().to_pylist(),
         "divergences_by_day": [{"day": str(day), "entities": n} for day, n in by_day.fetchall()],

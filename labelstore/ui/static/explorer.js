@@ -219,7 +219,7 @@ async function labelsPage() {
   main.replaceChildren(h("section", {}, h("h2", {}, "Labels"),
     h("div", {class: "controls"}, field("label", select("monitor-label", labels, label)),
       field("time axis", select("monitor-axis", [["valid", "valid (business time)"], ["known", "known (recorded_at)"]], axis)),
-      field("window", select("monitor-window", ["hour", "day", "week", "month"], win)),
+      field("window", select("monitor-window", ["hour", "day", "week"], win)),
       h("button", {id: "monitor-run", onclick: run}, "Show")),
     h("div", {id: "monitor-result"})));
   const r = await api(`/api/labels/${encodeURIComponent(label)}/monitor?axis=${axis}&window=${win}`);
