@@ -160,3 +160,142 @@ def test_bad_input_is_refused_with_the_option_named(small):
         monitor_label(small, "fraud", axis="business")
     with pytest.raises(QueryError, match="current window: start .* must be before end"):
         monitor_label(small, "fraud", current=(D1 + DAY, D1))
+
+
+# (c) Demo data through a real worker and the materializer; drift on the valid axis, per week.
+
+WEEK = timedelta(weeks=1)
+W1 = datetime(2026, 1, 12, tzinfo=UTC)  # Mondays: the demo's orders arrive from 2026-01-05 to 2026-02-04
+W2, W3 = W1 + WEEK, W1 + 2 * WEEK
+STATISTICS: dict[str, dict] = {}  # what the drift tests measured, printed at the end of the module
+
+
+def false_negative_burst(events, low: datetime, high: datetime, every: int = 3) -> list:
+    """The fraud review team tags every ``every``-th order created in [low, high) that the model
+    judged NOT_FRAUD once (and never re-judged) false-negative, three hours after its creation."""
+    created_at, verdicts = {}, {}
+    for event in events:
+        if event.event_type == "OrderCreated":
+            created_at[event.entity_id] = event.event_time
+        elif event.event_type == "OrderClassified":
+            verdicts.setdefault(event.entity_id, []).append(event.payload.classification)
+    chosen = sorted(e for e, at in created_at.items()
+                    if low <= at < high - timedelta(hours=3) and verdicts.get(e) == ["NOT_FRAUD"])
+    return [tagged(e, created_at[e] + timedelta(hours=3), "false-negative") for e in chosen[::every]]
+
+
+@pytest.fixture(scope="module")
+def demo(kafka_cluster, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("monitor")
+    settings = with_processor(settings_for(kafka_cluster.bootstrap_servers), directory / "data")
+    ensure_topics(settings)
+    events = list(generate(600, 0, seed=21))
+    burst = false_negative_burst(events, W3, W3 + WEEK)
+    worker = WorkerProcess(settings, directory / "worker.log").start()
+    try:
+        with Publisher(settings) as publisher:
+            publisher.publish_many(events)
+            publisher.publish_many(burst)
+        warehouse = materialize(settings, directory / "warehouse")
+    finally:
+        worker.stop()
+    settings = settings.model_copy(update={"warehouse": WarehouseSettings(path=warehouse.root)})
+    yield settings, warehouse, len(burst)
+    print("\ndrift statistics measured:", json.dumps(STATISTICS, indent=1))
+
+
+def _pooled(report, statistic):
+    return next(d for d in report.drift if d.rule_version is None and d.statistic == statistic)
+
+
+def _record(name, report):
+    psi_, chi2 = _pooled(report, "psi"), _pooled(report, "chi2")
+    STATISTICS[name] = {"psi": round(psi_.value, 4), "chi2": round(chi2.value, 3), "p_value": float(f"{chi2.p_value:.3g}"),
+                        "labels": [psi_.reference_labels, psi_.current_labels]}
+
+
+def test_an_unchanged_stream_does_not_alert(demo):
+    _, warehouse, _ = demo
+    report = monitor_label(warehouse, "fraud", window="week", axis="valid", reference=(W1, W2), current=(W2, W3),
+                           positive_value="positive")
+    _record("unchanged", report)
+    psi_, chi2 = _pooled(report, "psi"), _pooled(report, "chi2")
+    assert min(psi_.reference_labels, psi_.current_labels) >= 100  # enough labels to be judged
+    assert not psi_.note and psi_.value < 0.2 and chi2.p_value > 0.01
+    assert not report.crossed
+
+
+def test_a_burst_of_false_negative_tags_alerts(demo):
+    _, warehouse, injected = demo
+    report = monitor_label(warehouse, "fraud", window="week", axis="valid", reference=(W2, W3),
+                           current=(W3, W3 + WEEK), positive_value="positive")
+    _record("false-negative burst", report)
+    assert injected >= 20
+    psi_, chi2 = _pooled(report, "psi"), _pooled(report, "chi2")
+    assert psi_.crossed and psi_.value > 0.2 and chi2.crossed and chi2.p_value < 0.01
+    # The monitoring page shows the same shift: the burst week's positive rate and its flips.
+    rates = {row["window_start"]: row for row in report.rates.to_pylist()}
+    assert rates[W3]["positive_rate"] > 2 * rates[W2]["positive_rate"]
+    assert rates[W3]["flips"] >= injected
+
+
+def test_monitor_alert_publishes_to_the_alerts_topic_and_exits_non_zero(demo):
+    from labelstore.cli import app
+
+    settings, warehouse, _ = demo
+    environment = {**settings.to_environment(), "LABELSTORE_MONITORING__LABELS": '{"fraud": {"positive_value": "positive"}}'}
+    common = ["monitor", "fraud", "--window", "week", "--axis", "valid", "--alert"]
+    runner = CliRunner()
+    quiet = runner.invoke(app, [*common, "--reference", "2026-01-12..2026-01-19", "--current", "2026-01-19..2026-01-26"],
+                          env=environment)
+    assert quiet.exit_code == 0, quiet.output
+    assert "no drift alert" in quiet.output
+    loud = runner.invoke(app, [*common, "--reference", "2026-01-19..2026-01-26", "--current", "2026-01-26..2026-02-02"],
+                         env=environment)
+    assert loud.exit_code == 3, loud.output
+    alerts = _read_alerts(settings)
+    pooled = {a["statistic"]: a for a in alerts if a["rule_version"] is None}
+    assert set(pooled) == {"psi", "chi2"} and all(a["label"] == "fraud" for a in alerts)
+    expected = monitor_label(warehouse, "fraud", window="week", axis="valid", reference=(W2, W3), current=(W3, W3 + WEEK))
+    assert pooled["psi"]["value"] == pytest.approx(_pooled(expected, "psi").value)
+    assert pooled["chi2"]["value"] == pytest.approx(_pooled(expected, "chi2").value)
+    assert pooled["psi"]["threshold"] == 0.2 and pooled["chi2"]["threshold"] == 0.01 and pooled["chi2"]["p_value"] < 0.01
+    assert pooled["psi"]["current"] == {"start": "2026-01-26T00:00:00+00:00", "end": "2026-02-02T00:00:00+00:00"}
+    assert (pooled["psi"]["window"], pooled["psi"]["axis"]) == ("week", "valid") and pooled["psi"]["computed_at"]
+    # One alert per crossed threshold (all rule versions, and v1 alone); the quiet run wrote none.
+    assert len(alerts) == len(expected.crossed) == 4
+
+
+def test_monitor_names_the_bad_option(demo):
+    from labelstore.cli import app
+
+    settings, _, _ = demo
+    runner = CliRunner()
+    for arguments, message in ((["--current", "2026-01-26"], "--current '2026-01-26': write START..END"),
+                               (["--reference", "2026-02-01..2026-01-01"], "the start must be before the end"),
+                               (["--p-value", "2"], "--p-value: Input should be less than 1"),
+                               (["--window", "month"], "window must be one of hour, day, week")):
+        result = runner.invoke(app, ["monitor", "fraud", *arguments], env=settings.to_environment())
+        assert result.exit_code == 1 and message in result.output, result.output
+    result = runner.invoke(app, ["monitor", "fruad"], env=settings.to_environment())
+    assert result.exit_code == 1 and "unknown label 'fruad'" in result.output
+
+
+def _read_alerts(settings, timeout: float = 20.0) -> list[dict]:
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"alerts-{uuid4().hex}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(settings.topics.alerts_topic, 0, 0)])
+    records, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                if records:
+                    break
+                continue
+            assert message.error() is None, message.error()
+            assert message.key() == b"fraud"
+            records.append(json.loads(message.value()))
+    finally:
+        consumer.close()
+    return records
