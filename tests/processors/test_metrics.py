@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -17,6 +20,7 @@ from tests.conftest import settings_for
 from tests.processors.test_core import classified, created
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
 
+DASHBOARD = Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "dashboards" / "labelstore.json"
 T1 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ORDERS = 40
 
@@ -109,3 +113,19 @@ def test_lag_rules_and_store_are_read_when_scraped(worker):
 def _lag_of(samples, topic: str) -> dict[str, float]:
     return {dict(labels)["partition"]: value for (name, labels), value in samples.items()
             if name == "labelstore_consumer_lag_events" and dict(labels)["topic"] == topic}
+
+
+def test_the_dashboard_reads_only_metrics_that_are_exposed(worker):
+    """Every series the provisioned Grafana dashboard asks for is one a worker or the materializer serves."""
+    from labelstore.materializers.metrics import MaterializerMetrics
+
+    dashboard = json.loads(DASHBOARD.read_text())
+    wanted = {name for panel in dashboard["panels"] for target in panel.get("targets", ())
+              for name in re.findall(r"\blabelstore_[a-z_]+", target["expr"])}
+    materializer = MaterializerMetrics()
+    materializer.committed({"events": 1}, 0.1, 1_000)
+    materializer.behind({("t.events", 0): 0})
+    served = {name for name, _ in scrape(worker)} | {
+        sample.name for family in materializer.registry.collect() for sample in family.samples}
+    assert len(wanted) >= 10
+    assert wanted <= served, f"not served: {sorted(wanted - served)}"
