@@ -162,7 +162,7 @@ def _print_drift(report) -> None:
 
 
 def _when(moment: datetime) -> str:
-    return f"{moment:%Y-%m-%d %H:%M}"
+    return f"{moment:%Y-%m-%d}" if (moment.hour, moment.minute) == (0, 0) else f"{moment:%Y-%m-%d %H:%M}"
 
 
 def _span_text(span: tuple[datetime, datetime]) -> str:
