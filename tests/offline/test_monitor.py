@@ -85,9 +85,10 @@ def _write(root, dataset, partition, rows, schema):
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-0.parquet")
 
 
-def _version(entity_id, value, previous, at, offset):
-    return {"version_id": str(uuid4()), "entity_type": "order", "entity_id": entity_id, "rule_version": 1,
-            "value": value, "previous_value": previous, "event_time": at, "recorded_at": at, "event_id": str(uuid4()),
+def _version(entity_id, value, previous, at, offset, *, rule_version=1, recorded_at=None):
+    return {"version_id": str(uuid4()), "entity_type": "order", "entity_id": entity_id, "rule_version": rule_version,
+            "value": value, "previous_value": previous, "event_time": at, "recorded_at": recorded_at or at,
+            "event_id": str(uuid4()),
             "cause_topic": "order.events", "cause_partition": 0, "cause_offset": offset}
 
 
@@ -149,6 +150,38 @@ def test_flips_beyond_a_short_maturity_are_counted(small):
     monitor._prepare(connection, EXAMPLE.rules[0].model_copy(update={"maturity_days": 1.0}), "event_time", None, None)
     table = late(connection, D1, {1: 1.0}, None)
     assert table.column("beyond_maturity").to_pylist() == [1]
+
+
+@pytest.fixture(scope="module")
+def new_version(tmp_path_factory):
+    """Day 1: v1 labels 60 orders, 6 positive. Day 2 (business time): v2 labels 60 more, 30
+    positive, but the system learned of them only on day 3 (recorded_at)."""
+    root = tmp_path_factory.mktemp("new-version-warehouse")
+    day1 = [_version(f"a{i}", "positive" if i < 6 else "negative", None, D1 + timedelta(minutes=i), i) for i in range(60)]
+    day2 = [_version(f"b{i}", "positive" if i < 30 else "negative", None, D1 + DAY + timedelta(minutes=i), 60 + i,
+                     rule_version=2, recorded_at=D1 + 2 * DAY + timedelta(minutes=i)) for i in range(60)]
+    _write(root, "label_versions", "label=fraud", day1 + day2, LABEL_VERSIONS_SCHEMA)
+    _write(root, "events", "entity_type=order", [_event(v["entity_id"], v["event_time"] - timedelta(minutes=1), i)
+                                                 for i, v in enumerate(day1 + day2)], EVENTS_SCHEMA)
+    return Warehouse(root, repository=EXAMPLE)
+
+
+def test_a_new_rule_version_shows_apart_and_shifts_the_pooled_drift(new_version):
+    valid = monitor_label(new_version, "fraud", axis="valid", positive_value="positive",
+                          reference=(D1, D1 + DAY), current=(D1 + DAY, D1 + 2 * DAY))
+    assert [(r["window_start"], r["rule_version"], r["labels"], r["positive_rate"]) for r in valid.rates.to_pylist()] == [
+        (D1, 1, 60, 0.1), (D1 + DAY, 1, 0, None), (D1 + DAY, 2, 60, 0.5)]
+    # v1 labelled nothing on day 2 and v2 nothing on day 1: only the pooled drift can be judged.
+    assert {d.rule_version for d in valid.drift} == {None}
+    expected = psi({"negative": 54, "positive": 6}, {"negative": 30, "positive": 30})
+    assert next(d for d in valid.drift if d.statistic == "psi").value == pytest.approx(expected)
+    assert {d.statistic for d in valid.crossed} == {"psi", "chi2"}
+    # On the known axis, v2's labels arrived on day 3: day 2 produced nothing.
+    known = monitor_label(new_version, "fraud", axis="known", positive_value="positive")
+    assert [(r["window_start"], r["rule_version"], r["labels"]) for r in known.rates.to_pylist() if r["labels"]] == [
+        (D1, 1, 60), (D1 + 2 * DAY, 2, 60)]
+    # The default current window is the last complete one (day 2), empty here: not judged.
+    assert all(d.note and not d.crossed for d in known.drift)
 
 
 def test_bad_input_is_refused_with_the_option_named(small):
