@@ -229,7 +229,7 @@ def _grid(connection, step: timedelta, start, end, bounds) -> tuple[datetime, da
         FROM (SELECT unnest(generate_series($first::TIMESTAMPTZ, $last::TIMESTAMPTZ, $step::INTERVAL)) AS window_start)""",
                        parameters)
     # A version's window; versions before the first window count from it (standing labels).
-    connection.execute(f"ALTER TABLE versions ADD COLUMN bucket TIMESTAMPTZ")
+    connection.execute("ALTER TABLE versions ADD COLUMN bucket TIMESTAMPTZ")
     connection.execute(f"UPDATE versions SET bucket = greatest(date_trunc('{window}', t), $first::TIMESTAMPTZ)",
                        {"first": first})
     return first, last, data_end

@@ -12,6 +12,7 @@ import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pyarrow as pa
@@ -140,16 +141,14 @@ def test_report_tables_on_a_hand_made_warehouse(small):
 
 
 def test_flips_beyond_a_short_maturity_are_counted(small):
-    # Against a maturity of one day, the day-2 flip came late.
-    report = monitor_label(small, "fraud", window="day", axis="valid", positive_value="positive")
-    assert report.flips.column("beyond_maturity").to_pylist() == [0]
-    from labelstore.offline import monitor
-
-    late = monitor._flips  # the maturity comes from the rule; ask the table with a shorter one
-    connection = small.connect()
-    monitor._prepare(connection, EXAMPLE.rules[0].model_copy(update={"maturity_days": 1.0}), "event_time", None, None)
-    table = late(connection, D1, {1: 1.0}, None)
-    assert table.column("beyond_maturity").to_pylist() == [1]
+    # The same warehouse read with a fraud rule that claims maturity after one day: e1 flipped
+    # two days after its first event, so late.
+    short = EXAMPLE.rules[0].model_copy(update={"maturity_days": 1.0})
+    assert short.name == "fraud"
+    repository = SimpleNamespace(rules=[short], config={}, root=EXAMPLE.root)
+    report = monitor_label(Warehouse(small.root, repository=repository), "fraud", axis="valid")
+    assert report.flips.select(["count", "maturity_days", "beyond_maturity", "beyond_maturity_share"]).to_pylist() == [
+        {"count": 1, "maturity_days": 1.0, "beyond_maturity": 1, "beyond_maturity_share": 1.0}]
 
 
 @pytest.fixture(scope="module")
