@@ -334,6 +334,9 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="also run an empty Faust agent (take and acknowledge only): Faust's own ceiling")
     parser.add_argument("--skip-throughput", action="store_true", help="only the latency run")
+    parser.add_argument("--metrics-rounds", type=int, default=0,
+                        help="also run faust/aiokafka this many times with its Prometheus metrics off and on, "
+                             "alternately, and print the ratio (the cost of the metrics)")
     parser.add_argument("--profile-seconds", type=float, default=0.0,
                         help="sample each Faust worker this long with py-spy and print where its CPU goes "
                              "(PROFILE_RAW=file keeps py-spy's raw samples)")
@@ -345,7 +348,8 @@ def main() -> None:
         with LocalKafkaCluster(LocalKafkaSettings(), data_dir=scratch_path / "kafka") as cluster:
             profiles: list = []
             rows = [] if args.skip_throughput else throughput(console, cluster, records, args.transports, scratch_path,
-                                                              args.peers, args.profile_seconds, profiles, args.floor)
+                                                              args.peers, args.profile_seconds, profiles, args.floor,
+                                                              args.metrics_rounds)
             paced_seconds = args.warmup_seconds + args.latency_seconds
             paced = list(itertools.islice(order_records(10_000, 1_000, seed=2), int(args.rate * paced_seconds)))
             settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "latency")
@@ -353,6 +357,7 @@ def main() -> None:
                                          args.warmup_seconds)
     if rows:
         print_throughput(console, rows, len(records), args.orders)
+        print_metrics_cost(console, rows)
     for transport, parts in zip(filter(None, args.transports.split(",")), profiles):
         print_profile(console, f"faust/{transport}", parts, args.profile_seconds)
     console.print(f"latency at {args.rate:,.0f} events/s (faust/aiokafka), event appended -> label appended:")
@@ -364,7 +369,8 @@ def main() -> None:
 
 def throughput(console: Console, cluster: LocalKafkaCluster, records: list, transports: str,
                scratch_path: Path, peers: str = "quix", profile_seconds: float = 0.0,
-               profiles: list | None = None, floor: bool = False) -> list[tuple[str, float, float, int, str]]:
+               profiles: list | None = None, floor: bool = False,
+               metrics_rounds: int = 0) -> list[tuple[str, float, float, int, str]]:
     """(name, events/s, wall seconds, label versions, same as the bare loop's) of the bare loop, each
     Faust transport, the peers. With ``profile_seconds``, each Faust worker's CPU by part goes to
     ``profiles``."""
@@ -395,6 +401,12 @@ def throughput(console: Console, cluster: LocalKafkaCluster, records: list, tran
     for transport in filter(None, transports.split(",")):
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / transport, transport=transport)
         measure(f"faust/{transport}", settings, scratch_path / f"{transport}.log", on_running=profile_worker)
+    for round_ in range(metrics_rounds):
+        for metrics in (False, True):
+            name = f"faust/aiokafka, metrics {'on' if metrics else 'off'}"
+            settings = fresh_settings(cluster.bootstrap_servers, scratch_path / f"metrics-{round_}-{metrics}",
+                                      metrics=metrics)
+            measure(name, settings, scratch_path / f"metrics-{round_}-{metrics}.log")
     if floor:
         settings = fresh_settings(cluster.bootstrap_servers, scratch_path / "floor")
         publish_raw(settings, iter(records))
@@ -409,6 +421,16 @@ def throughput(console: Console, cluster: LocalKafkaCluster, records: list, tran
         measure("quix streams", settings, log,
                 start=lambda: start_quix_process(settings, log, scratch_path / "quix-state"))
     return rows
+
+
+def print_metrics_cost(console: Console, rows: list[tuple[str, float, float, int, str]]) -> None:
+    """Best of the alternated runs with the metrics on, over the best with them off."""
+    rates = {state: [rate for name, rate, *_ in rows if name == f"faust/aiokafka, metrics {state}"]
+             for state in ("on", "off")}
+    if rates["on"] and rates["off"]:
+        console.print(f"metrics on / off (best of {len(rates['on'])} alternated runs each): "
+                      f"{max(rates['on']):,.0f} / {max(rates['off']):,.0f} events/s = "
+                      f"{max(rates['on']) / max(rates['off']):.3f}x")
 
 
 def print_profile(console: Console, name: str, parts: collections.Counter, seconds: float) -> None:
