@@ -37,6 +37,7 @@ from tests.processors.worker_process import WorkerProcess, with_processor
 V2 = Path(__file__).parents[2] / "examples" / "fraud" / "fraud.v2.sql"
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 STORY = f"ui-{uuid4().hex[:6]}"  # the prefix of every hand-made order
+WAVE = 60  # orders a day in the fraud wave, more than monitoring's default 50 labels a window
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,13 @@ def hand_made_orders() -> tuple[list, tuple[str, ...], str]:
                    tagged(order, start + timedelta(hours=1), "false-positive")]
     late = f"{STORY}-late"
     # The false-negative tag happened before the verdict but is published after it.
-    events += [created(late, T0), classified(late, T0 + timedelta(hours=1), "NOT_FRAUD"),
-               tagged(late, T0 + timedelta(minutes=30), "false-negative")]
-    return events, false_positives, late
+    late_tag = tagged(late, T0 + timedelta(minutes=30), "false-negative")
+    events += [created(late, T0), classified(late, T0 + timedelta(hours=1), "NOT_FRAUD")]
+    for day, verdict in ((1, "NOT_FRAUD"), (2, "FRAUD")):  # the day before T0 + 3 days: the last complete one
+        for n in range(WAVE):
+            order, start = f"{STORY}-wave-{day}-{n:03d}", T0 + timedelta(days=day, minutes=10 * n)
+            events += [created(order, start), classified(order, start + timedelta(minutes=1), verdict)]
+    return [*events, late_tag], false_positives, late
 
 
 def wait_processed(settings: Settings, worker: WorkerProcess, timeout: float = 90) -> None:

@@ -244,7 +244,8 @@ async function labelsPage() {
     {data: {values: crossed.map((d) => ({at: d.current[0], what: `${d.statistic} ${d.value.toFixed(3)} > ${d.threshold}`}))},
       mark: {type: "rule", color: "#b3261e", strokeDash: [4, 3], strokeWidth: 2},
       encoding: {x: {field: "at", type: "temporal"}, tooltip: [{field: "what"}]}}]});
-  await chart(shares, {data: {values: r.distribution}, width: 900, height: 160, mark: "bar",
+  await chart(shares, {data: {values: r.distribution.filter((d) => d.labels > 0)},  // no empty pieces
+    width: 900, height: 160, mark: "bar",
     encoding: {x: {field: "window_start", type: "temporal", title: null}, y: {field: "share", type: "quantitative", stack: "normalize"},
       color: {field: "value", type: "nominal"}, tooltip: ["window_start", "rule_version", "value", "labels", "share"].map((f) => ({field: f}))}});
 }
