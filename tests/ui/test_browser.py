@@ -125,6 +125,20 @@ def run_diff(page: Page, axis: str) -> None:
     expect(page.locator("#diff-summary")).to_be_visible()
 
 
+def check_histories(page: Page, world, order: str, axis: str) -> None:
+    """Click a differing entity: its label history under each version, on the axis's clock."""
+    page.click(f"a.differing-entity:text-is('{order}')")
+    expect(page.locator("#histories-entity")).to_have_text(order)
+    declaration = world.warehouse.repository.declarations["order"]
+    states = state_history(world.warehouse.connect(), declaration, order="log" if axis == "known" else "valid",
+                           entity_ids=[order])
+    clock = "recorded_at" if axis == "known" else "event_time"
+    for table, rule in (("#history-a", world.v1), ("#history-b", world.v2)):
+        history = label_history(states, "order", [rule], declaration).to_pylist()
+        expect(page.locator(f"{table} td.change")).to_have_text([change(v["previous_value"], v["value"]) for v in history])
+        expect(page.locator(f"{table} td.at")).to_have_text([shown(v[clock]) for v in history])
+
+
 def test_rule_diff_on_both_axes_then_an_entity_that_differs(page, explorer, world):
     page.goto(explorer.url + "/")
     page.click("nav a[data-page=diff]")
@@ -139,6 +153,7 @@ def test_rule_diff_on_both_axes_then_an_entity_that_differs(page, explorer, worl
         expected[(a[entity_id], b[entity_id])] = expected.get((a[entity_id], b[entity_id]), 0) + 1
     expect(page.locator("[data-figure=entities]")).to_have_text(str(len(a)))
     assert confusion_cells(page) == as_cells(expected)
+    check_histories(page, world, world.false_positives[1], "valid")
     screenshot(page, "rule-diff")
 
     run_diff(page, "known")
@@ -146,15 +161,8 @@ def test_rule_diff_on_both_axes_then_an_entity_that_differs(page, explorer, worl
     expect(page.locator("[data-figure='differing entities']")).to_have_text(str(report.differing_entities))
     expect(page.locator("[data-figure^='first divergence']")).to_have_text(shown(report.first_divergence))
     assert confusion_cells(page) == as_cells(report.confusion)
-
     order = world.false_positives[0]
-    page.click(f"a.differing-entity:text-is('{order}')")
-    declaration = world.warehouse.repository.declarations["order"]
-    states = state_history(world.warehouse.connect(), declaration, order="log", entity_ids=[order])
-    for table, rule in (("#history-a", world.v1), ("#history-b", world.v2)):
-        history = label_history(states, "order", [rule], declaration).to_pylist()
-        expect(page.locator(f"{table} td.change")).to_have_text([change(v["previous_value"], v["value"]) for v in history])
-        expect(page.locator(f"{table} td.at")).to_have_text([shown(v["recorded_at"]) for v in history])
+    check_histories(page, world, order, "known")
     page.click("#histories-entity")
     expect(page.locator("#timeline-entity")).to_have_text(order)
 

@@ -136,9 +136,10 @@ async function timelinePage() {
     ...t.known.map((v) => ({axis: "known (recorded_at)", at: v.recorded_at, row: v.label, value: v.value ?? "null", rule: `v${v.rule_version}`})),
     ...t.valid.map((v) => ({axis: "valid (event_time)", at: v.event_time, row: v.label, value: v.value ?? "null", rule: `v${v.rule_version}`})),
     ...t.events.flatMap((e) => [["known (recorded_at)", e.recorded_at], ["valid (event_time)", e.event_time]].map(
-      ([axis, at]) => ({axis, at, row: "events", value: e.event_type, rule: ""}))),
+      ([axis, at]) => ({axis, at, row: "events", value: e.event_type, rule: "event"}))),
   ];
-  await chart(plot, {data: {values: marks}, width: 900, height: 90,
+  // Each axis its own time scale: a burst published today and business times months ago share no range.
+  await chart(plot, {data: {values: marks}, width: 900, height: 90, resolve: {scale: {x: "independent"}},
     mark: {type: "point", filled: true, size: 90},
     encoding: {x: {field: "at", type: "temporal", title: null}, y: {field: "row", type: "nominal", title: null},
       color: {field: "value", type: "nominal"}, shape: {field: "rule", type: "nominal"},
@@ -175,7 +176,7 @@ function drawDiff(d) {
   const values = [...new Set(d.confusion.flatMap((c) => [c.a, c.b]))].sort((x, y) => (x === null) - (y === null) || String(x).localeCompare(String(y)));
   const count = (x, y) => (d.confusion.find((c) => c.a === x && c.b === y) || {entities: 0}).entities;
   const matrix = values.map((x) => h("tr", {}, h("th", {}, `v${d.version_a}: `, value(x)), values.map((y) =>
-    h("td", {class: `num ${x === y ? "diagonal" : "off-diagonal"}`, "data-a": x ?? "null", "data-b": y ?? "null"}, count(x, y)))));
+    h("td", {class: `num ${x === y ? "diagonal" : count(x, y) ? "off-diagonal" : ""}`, "data-a": x ?? "null", "data-b": y ?? "null"}, count(x, y)))));
   const differing = d.differing.map((e) => h("tr", {},
     h("td", {}, h("a", {class: "differing-entity", href: "javascript:void(0)", onclick: () => drawHistories(d, e.entity_id)}, e.entity_id)),
     h("td", {}, time(e.first_divergence)), h("td", {}, value(e.final_a)), h("td", {}, value(e.final_b))));
@@ -192,7 +193,7 @@ function drawDiff(d) {
     h("div", {id: "diff-histories"}));
   chart(perDay, {data: {values: d.divergences_by_day}, width: 380, height: 160, mark: "bar",
     encoding: {x: {field: "day", type: "temporal", timeUnit: "yearmonthdate", title: null},
-      y: {field: "entities", type: "quantitative"}, tooltip: [{field: "day"}, {field: "entities"}]}});
+      y: {field: "entities", type: "quantitative", axis: {tickMinStep: 1, format: "d"}}, tooltip: [{field: "day"}, {field: "entities"}]}});
 }
 
 async function drawHistories(d, entityId) {
@@ -226,7 +227,7 @@ async function labelsPage() {
   const rates = h("div", {id: "rate-chart", class: "chart"}), shares = h("div", {id: "distribution-chart", class: "chart"});
   const crossed = r.drift.filter((d) => d.crossed);
   const drift = r.drift.map((d) => h("tr", {class: d.crossed ? "drift crossed" : "drift"},
-    h("td", {}, `v${d.rule_version}`), h("td", {}, d.statistic), h("td", {}, `${time(d.reference[0])} – ${time(d.reference[1])}`),
+    h("td", {}, d.rule_version === null ? "all versions" : `v${d.rule_version}`), h("td", {}, d.statistic), h("td", {}, `${time(d.reference[0])} – ${time(d.reference[1])}`),
     h("td", {}, `${time(d.current[0])} – ${time(d.current[1])}`), h("td", {class: "num"}, d.value.toFixed(4)),
     h("td", {class: "num"}, d.threshold), h("td", {class: "num"}, d.p_value === null ? "-" : d.p_value.toExponential(2)),
     h("td", {}, d.crossed ? h("b", {class: "value-positive"}, "drift") : "ok")));
@@ -253,7 +254,9 @@ async function labelsPage() {
 // ---- health: processor and materializer lag ----
 
 async function healthPage() {
-  main.replaceChildren(h("section", {}, h("h2", {}, "Health"), h("p", {class: "muted"}, "asking the cluster…")));
+  if (!document.getElementById("health")) {  // a refresh keeps the last answer until the next one is in
+    main.replaceChildren(h("section", {}, h("h2", {}, "Health"), h("p", {class: "muted"}, "asking the cluster…")));
+  }
   const report = await api("/api/health");
   const parts = report.parts.map((part) => {
     if (part.error) return h("section", {class: "part", "data-name": part.name}, h("h3", {}, part.name), h("p", {class: "error"}, part.error));
@@ -270,10 +273,14 @@ async function healthPage() {
         : h("p", {class: "muted"}, "no worker in the processor's group")) : "");
   });
   const w = report.warehouse;
-  main.replaceChildren(h("section", {id: "health"}, h("h2", {}, "Health"), ...parts,
+  main.replaceChildren(h("section", {id: "health"}, h("h2", {}, "Health ", h("span", {class: "muted"},
+    `checked ${time(new Date(report.checked_at * 1000).toISOString())}, every ${REFRESH_S} s`)), h("div", {class: "columns"}, ...parts),
     h("section", {}, h("h3", {}, "warehouse"), h("p", {}, `${w.path}: last commit ${w.last_commit ?? "none"}, complete through `,
       w.complete_through_ms ? time(new Date(w.complete_through_ms).toISOString()) : "-"))));
 }
+
+const REFRESH_S = 10;  // the health page asks the cluster again while it is shown
+let refresh = null;
 
 const pages = {entities: entitiesPage, entity: timelinePage, labels: labelsPage, diff: diffPage, health: healthPage};
 
@@ -289,6 +296,8 @@ async function route() {
     main.append(h("p", {class: "error", id: "error"}, error.message));
   }
   document.body.dataset.page = page;
+  clearTimeout(refresh);
+  if (page === "health") refresh = setTimeout(route, REFRESH_S * 1000);
 }
 
 window.addEventListener("hashchange", route);
