@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -11,6 +14,7 @@ import pytest
 from labelstore.offline.diff import diff
 from labelstore.offline.history import label_history, state_history
 from labelstore.offline.monitor import monitor_label
+from labelstore.localkafka.cluster import free_port
 from labelstore.status import processor_status
 from tests.ui.conftest import STORY
 
@@ -155,3 +159,24 @@ def test_the_explorer_only_reads(explorer):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 405
     assert "Method Not Allowed" in json.loads(refused.value.read())["error"]
+
+
+def test_the_command_serves_the_explorer_on_the_loopback_address(world):
+    port = free_port()
+    environment = {**os.environ, **world.settings.to_environment()}
+    command = [sys.executable, "-m", "labelstore", "ui", "--port", str(port), "--no-open"]
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announced = process.stdout.readline()  # printed once it listens
+        assert f"http://127.0.0.1:{port}/" in announced, process.stderr.read() if process.poll() is not None else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/meta", timeout=30) as answer:
+            meta = json.loads(answer.read())
+        assert meta["labels"]["fraud"] == "order" and meta["entity_types"] == ["content", "order"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
+            page = answer.read().decode()
+        assert "/static/vendor/vega-lite.min.js" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/vendor/vega-lite.min.js", timeout=30) as answer:
+            assert answer.status == 200 and b"vegaLite" in answer.read(4096)
+    finally:
+        process.terminate()
+        process.wait(30)
