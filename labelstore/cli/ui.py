@@ -14,7 +14,7 @@ console = Console()
 
 
 def ui(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on. The explorer has no login: keep it on "
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on. The explorer has no login: keep it on "
                              "the loopback address unless something in front of it checks who asks."),
     port: int = typer.Option(6070, min=1, max=65535, help="Port to listen on."),
     open_browser: bool = typer.Option(False, "--open/--no-open", help="Open the explorer in a browser."),

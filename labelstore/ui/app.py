@@ -9,6 +9,7 @@ query (a rule diff folds the whole history once per warehouse commit) does not s
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
@@ -28,6 +29,7 @@ from labelstore.ui.monitoring import health, label_report
 from labelstore.ui.rules import RuleVersions, StateHistories, check_axis, entity_histories, rule_diff
 
 STATIC_DIR = Path(__file__).parent / "static"
+VENDOR_DIR = STATIC_DIR / "vendor"  # third-party builds, kept gzip-compressed (a third of their size)
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
         web.get("/api/labels/{label}/diff", _diff),
         web.get("/api/labels/{label}/diff/{entity_id}", _diff_entity),
         web.get("/api/health", _health),
+        web.get("/static/vendor/{name}", _vendored),  # before the folder's own route, which would not find them
         web.static("/static", STATIC_DIR),
     ])
     return app
@@ -86,6 +89,19 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 async def _index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _vendored(request: web.Request) -> web.Response:
+    """A vendored script: sent compressed as stored, or unpacked for a client that does not take gzip."""
+    name = request.match_info["name"]
+    path = VENDOR_DIR / f"{name}.gz"
+    if not name.endswith(".js") or path.parent != VENDOR_DIR or not path.is_file():
+        raise web.HTTPNotFound()
+    packed = await asyncio.to_thread(path.read_bytes)
+    cache = {"Cache-Control": "max-age=3600"}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        return web.Response(body=packed, content_type="text/javascript", headers={**cache, "Content-Encoding": "gzip"})
+    return web.Response(body=gzip.decompress(packed), content_type="text/javascript", headers=cache)
 
 
 async def _meta(request: web.Request) -> web.Response:

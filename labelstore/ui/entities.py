@@ -36,7 +36,7 @@ def search_entities(warehouse: Warehouse, entity_type: str, prefix: str = "", *,
     connection = warehouse.connect()
     try:
         found = connection.sql(
-            "SELECT entity_id, count(*) AS events, min(event_time) AS first_event_time, "
+            "SELECT entity_id, count(*) AS events, min(event_time) AS first_business_time, "
             "max(recorded_at) AS last_recorded_at FROM events WHERE entity_type = ? AND starts_with(entity_id, ?) "
             "GROUP BY entity_id ORDER BY entity_id LIMIT ?", params=[entity_type, prefix, limit + 1]).to_arrow_table()
         rows = found.to_pylist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -175,8 +176,14 @@ def test_the_command_serves_the_explorer_on_the_loopback_address(world):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as answer:
             page = answer.read().decode()
         assert "/static/vendor/vega-lite.min.js" in page
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/vendor/vega-lite.min.js", timeout=30) as answer:
-            assert answer.status == 200 and b"vegaLite" in answer.read(4096)
+        script = f"http://127.0.0.1:{port}/static/vendor/vega-lite.min.js"
+        with urllib.request.urlopen(script, timeout=30) as answer:
+            plain = answer.read()
+        assert b"vegaLite" in plain[:4096]
+        packed = urllib.request.Request(script, headers={"Accept-Encoding": "gzip, deflate"})
+        with urllib.request.urlopen(packed, timeout=30) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert gzip.decompress(answer.read()) == plain
     finally:
         process.terminate()
         process.wait(30)

@@ -87,7 +87,7 @@ async function entitiesPage() {
   const found = await api(`/api/entities/${encodeURIComponent(type)}?prefix=${encodeURIComponent(p.prefix || "")}`);
   const rows = found.entities.map((e) => h("tr", {class: "entity"},
     h("td", {}, h("a", {class: "entity-link", href: `#/entity?type=${encodeURIComponent(type)}&id=${encodeURIComponent(e.entity_id)}`}, e.entity_id)),
-    h("td", {class: "num"}, e.events), h("td", {}, time(e.first_event_time)), h("td", {}, time(e.last_recorded_at)),
+    h("td", {class: "num"}, e.events), h("td", {}, time(e.first_business_time)), h("td", {}, time(e.last_recorded_at)),
     h("td", {}, Object.entries(e.labels).map(([label, v]) => h("span", {}, `${label}=`, value(v), " ")))));
   document.getElementById("search-results").replaceChildren(
     table("entities", ["entity", "events", "first event (business time)", "last recorded", "latest labels"], rows),
