@@ -28,6 +28,7 @@ from labelstore.ui.entities import check_entity_type
 from labelstore.ui.exceptions import ExplorerError, NotFound
 
 AXES = {"known": "recorded_at", "valid": "event_time"}  # axis -> the clock of its divergences
+DIFF_LIMIT_MAX = 1_000  # differing entities listed, at most
 
 
 def check_axis(axis: str) -> str:
@@ -135,6 +136,8 @@ def rule_diff(warehouse: Warehouse, histories: StateHistories, rule_a: LabelRule
               axis: str = "valid", limit: int = 100) -> dict[str, Any]:
     """Final labels of both versions (confusion), the entities whose histories differ, divergences per day."""
     check_axis(axis)
+    if not 1 <= limit <= DIFF_LIMIT_MAX:
+        raise ExplorerError(f"limit must be between 1 and {DIFF_LIMIT_MAX}, not {limit}")
     if (rule_a.name, rule_a.entity_type) != (rule_b.name, rule_b.entity_type):
         raise ExplorerError(f"compare two versions of one label, not {rule_a.key} and {rule_b.key}")
     states = histories.get(rule_a.entity_type, axis)

@@ -142,6 +142,7 @@ def test_rules_lists_catalog_versions_and_the_online_one(explorer):
     ("/api/labels/fraud/diff?a=1&b=2&axis=sideways", 400, "unknown time axis 'sideways'"),
     ("/api/labels/fraud/diff?a=1&b=7", 404, "no rule fraud v7 in the catalog (versions of fraud: 1, 2)"),
     ("/api/labels/fraud/diff?a=1", 400, "query parameter 'b' is missing"),
+    ("/api/labels/fraud/diff?a=1&b=2&limit=-1", 400, "limit must be between 1 and 1000, not -1"),
     ("/api/labels/fraud/diff/no-such-order?a=1&b=2", 404, "no order 'no-such-order' in the warehouse"),
     ("/api/labels/spam/monitor", 404, "unknown label 'spam'; known: fraud, manual_review, misinformation"),
     ("/api/labels/fraud/monitor?axis=sideways", 400, "unknown time axis 'sideways'"),

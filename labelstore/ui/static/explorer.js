@@ -170,6 +170,10 @@ async function diffPage() {
   if (!p.label) return;
   const d = await api(`/api/labels/${encodeURIComponent(label)}/diff?a=${a}&b=${b}&axis=${axis}`);
   drawDiff(d);
+  const expression = (v) => rules.find((r) => r.name === label && String(r.version) === String(v));
+  document.getElementById("diff-result").append(h("h3", {}, "The two versions"), h("div", {class: "columns", id: "diff-rules"},
+    [a, b].map((v) => h("div", {}, h("b", {}, `v${v}`), " ", h("span", {class: "muted"}, expression(v).description),
+      h("pre", {class: "mono"}, expression(v).expression)))));
 }
 
 function drawDiff(d) {
