@@ -124,9 +124,14 @@ class ProcessorSettings(_Group):
 
 
 class WarehouseSettings(_Group):
-    """Where the materializer archives events and label versions (Parquet + a DuckDB file)."""
+    """Where the materializer archives events and label versions (Iceberg tables + a DuckDB file)."""
 
     path: Path = Field(default_factory=lambda: Path("warehouse"))
+    catalog_url: str | None = Field(
+        default=None, description="the Iceberg catalog: a SQLAlchemy URL (SQL catalog) or an http(s) URL (REST "
+                                  "catalog); unset: SQLite in the warehouse folder")
+    namespace: str = Field(default="labelstore", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                           description="the catalog namespace of the warehouse's tables")
     flush_records: int = Field(default=100_000, ge=1, description="records buffered before a commit, at most")
     flush_interval_s: float = Field(default=5.0, gt=0, description="longest a record waits for a commit")
     metrics_host: str = "127.0.0.1"

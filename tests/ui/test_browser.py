@@ -84,13 +84,15 @@ def test_search_an_entity_then_read_its_timeline(page, explorer, world):
     expect(states.nth(1)).to_contain_text('"classification":"NOT_FRAUD"')
     expect(states.nth(2)).to_contain_text('"tags":["false-negative"]')
 
-    known = connection.execute("SELECT label, rule_version, previous_value, value, recorded_at, event_id FROM labels "
-                               "WHERE entity_id = ? ORDER BY recorded_at, cause_offset, label", [world.late]).fetchall()
+    known = connection.execute(
+        "SELECT label, rule_version, previous_value, value, recorded_at, event_id, cause_topic, cause_partition, "
+        "cause_offset FROM labels WHERE entity_id = ? ORDER BY recorded_at, cause_offset, label", [world.late]).fetchall()
     rows = page.locator("#known-versions tbody tr")
     expect(rows).to_have_count(len(known))
-    for row, (label, version, previous, value, recorded_at, _) in zip(rows.all(), known, strict=True):
+    for row, (label, version, previous, value, recorded_at, _, topic, partition, offset) in zip(rows.all(), known,
+                                                                                                  strict=True):
         expect(row.locator("td")).to_have_text([label, f"v{version}", change(previous, value), shown(recorded_at),
-                                                rows.locator("a.cause").first.inner_text() and row.locator("a.cause").inner_text()])
+                                                f"{topic}/{partition}@{offset}"])
     valid = explain(world.warehouse, "order", world.late, [world.v1]).valid
     expect(page.locator("#valid-versions td.change")).to_have_text([change(v["previous_value"], v["value"]) for v in valid])
     expect(page.locator("#valid-versions td.at")).to_have_text([shown(v["event_time"]) for v in valid])
