@@ -140,7 +140,7 @@ def endpoint_mismatches(urls: list[str], last: dict[LatestKey, LabelVersion], *,
 
 def archive_findings(settings: Settings, emitted: list[tuple[LabelVersion, int]], ends: dict[str, dict[int, int]]) -> dict:
     """Every event (topic, partition, offset) archived once; every versions record archived once."""
-    connection = Warehouse(settings.warehouse.path, repository=settings.repository).connect()
+    connection = Warehouse.of(settings).connect()
     try:
         rows = connection.execute("""
             SELECT topic, partition, count(*), count(DISTINCT "offset"), min("offset"), max("offset")

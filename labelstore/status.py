@@ -95,12 +95,12 @@ def materializer_status(settings: Settings) -> Status:
     topics = [*(settings.topics.events_topic(e) for e in settings.repository.entity_types),
               settings.topics.label_versions_topic]
     ends = _ends(settings, admin, topics)
-    warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
-    archived = warehouse.offsets()
-    records = sorted(warehouse.commits_dir.glob("*.json")) if warehouse.commits_dir.exists() else []
+    commit = Warehouse.of(settings).last_commit()
+    archived = commit.offsets if commit else {}
     partitions = [PartitionLag(topic, partition, end, archived.get(topic, {}).get(partition))
                   for topic in topics for partition, end in sorted(ends[topic].items())]
-    return Status("materializer", partitions, last_progress_at=records[-1].stat().st_mtime if records else None)
+    return Status("materializer", partitions,
+                  last_progress_at=commit.committed_at_ms / 1000 if commit and commit.committed_at_ms else None)
 
 
 def _ends(settings: Settings, admin: AdminClient, topics: list[str]) -> dict[str, dict[int, int]]:

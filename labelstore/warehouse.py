@@ -1,27 +1,33 @@
-"""The offline warehouse: Hive-partitioned Parquet written by the materializer, read by offline/.
+"""The offline warehouse: Apache Iceberg tables written by the materializer, read by offline/.
 
-    <root>/events/entity_type=<entity type>/date=YYYY-MM-DD/part-*.parquet   every event, as archived
-    <root>/label_versions/label=<label>/date=YYYY-MM-DD/part-*.parquet      every label version emitted
-    <root>/_commits/<seq>.json                                            what each commit made visible
-    <root>/labelstore.duckdb                                              views over the Parquet, for SQL
+    <root>/catalog.sqlite                                     the Iceberg catalog (unless catalog_url names another)
+    <root>/events/data/entity_type=<type>/date=<day>/*.parquet          every event, as archived
+    <root>/label_versions/data/label=<label>/date=<day>/*.parquet       every label version emitted
+    <root>/<table>/metadata/                                  Iceberg metadata: snapshots, manifests
+    <root>/labelstore.duckdb                                  views over the current snapshots, for SQL
 
-A file is visible once it sits under its dataset folder; the materializer stages files elsewhere
-and moves them in only after a commit record names them (see ``materializers.commits``). The last
-commit record holds the next Kafka offset of every partition archived so far.
+A record is visible once a snapshot of its table names its file; each snapshot's summary holds the
+next Kafka offset of every partition of the topics archived into that table (see
+``labelstore.iceberg`` and ``materializers.commits``). Spark, Trino or any Iceberg reader reads the
+same tables through the catalog; DuckDB reads the files of a snapshot.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
+from labelstore import iceberg
+
 if TYPE_CHECKING:
     from labelstore.repository import Repository
+    from labelstore.settings import Settings
 
 UTC_MS = pa.timestamp("ms", tz="UTC")
 
@@ -54,11 +60,12 @@ LABEL_VERSIONS_SCHEMA = pa.schema([
     ("cause_offset", pa.int64()),
 ])
 
-# Hive partition columns of each dataset, beside the file columns above.
+# Partition columns of each dataset, beside the columns above: a table column, then the day.
 DATASETS: dict[str, tuple[pa.Schema, tuple[str, ...]]] = {
     "events": (EVENTS_SCHEMA, ("entity_type", "date")),
     "label_versions": (LABEL_VERSIONS_SCHEMA, ("label", "date")),
 }
+LAYOUTS = {dataset: iceberg.Layout(schema, partitions[0]) for dataset, (schema, partitions) in DATASETS.items()}
 
 
 def value_text(value: Any) -> str | None:
@@ -70,31 +77,40 @@ def value_text(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Commit:
+    """The warehouse's position: what the tables' current snapshots say.
+
+    Each table's snapshot holds the offsets of the topics archived into it; together they are the
+    next offset to archive of every partition. ``sequence`` counts the materializer's commits.
+    """
+
     sequence: int
-    files: tuple[str, ...]
     offsets: dict[str, dict[int, int]]  # topic -> partition -> next offset to archive
     # Every record the brokers logged before this time (epoch ms) is archived: the materializer
     # had reached the end of every partition. None when it was behind.
     complete_through_ms: int | None = None
-
-    def to_json(self) -> str:
-        return json.dumps({"sequence": self.sequence, "files": list(self.files),
-                           "offsets": {t: {str(p): o for p, o in ps.items()} for t, ps in self.offsets.items()},
-                           "complete_through_ms": self.complete_through_ms})
-
-    @classmethod
-    def from_json(cls, text: str) -> Commit:
-        data = json.loads(text)
-        offsets = {t: {int(p): o for p, o in ps.items()} for t, ps in data["offsets"].items()}
-        return cls(data["sequence"], tuple(data["files"]), offsets, data.get("complete_through_ms"))
+    snapshots: dict[str, int] = field(default_factory=dict)  # table -> current Iceberg snapshot id
+    committed_at_ms: int | None = None
 
 
 class Warehouse:
-    """A warehouse belongs to a label repository: its declarations and rules re-fold the archive."""
+    """A warehouse belongs to a label repository: its declarations and rules re-fold the archive.
 
-    def __init__(self, root: Path | str, *, repository: Repository | None = None) -> None:
+    Its tables live in an Iceberg catalog: by default a SQLite file in ``root``, else
+    ``catalog_url`` (see ``labelstore.iceberg``); DuckDB reads the files of their snapshots.
+    """
+
+    def __init__(self, root: Path | str, *, repository: Repository | None = None, catalog_url: str | None = None,
+                 namespace: str = "labelstore") -> None:
         self.root = Path(root).resolve()
         self._repository = repository
+        self.catalog_url = catalog_url
+        self.namespace = namespace
+        self._catalog = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Warehouse:
+        conf = settings.warehouse
+        return cls(conf.path, repository=settings.repository, catalog_url=conf.catalog_url, namespace=conf.namespace)
 
     @property
     def repository(self) -> Repository:
@@ -106,14 +122,6 @@ class Warehouse:
         return self._repository
 
     @property
-    def commits_dir(self) -> Path:
-        return self.root / "_commits"
-
-    @property
-    def staging_dir(self) -> Path:
-        return self.root / "_staging"
-
-    @property
     def snapshots_dir(self) -> Path:
         return self.root / "snapshots"
 
@@ -122,46 +130,107 @@ class Warehouse:
         return self.root / "labelstore.duckdb"
 
     def dataset_dir(self, dataset: str) -> Path:
+        """Where a table keeps its data and metadata files."""
         return self.root / dataset
 
+    # -- the Iceberg tables
+    def table(self, dataset: str, *, create: bool = False):
+        """The dataset's Iceberg table; None if it does not exist (and ``create`` is not set)."""
+        catalog = self._open_catalog(create)
+        if catalog is None:
+            return None
+        identifier = f"{self.namespace}.{dataset}"
+        table = iceberg.load_table(catalog, identifier)
+        if table is None and create:
+            table = iceberg.create_table(catalog, self.namespace, dataset, LAYOUTS[dataset], self.dataset_dir(dataset))
+        return table
+
+    def _open_catalog(self, create: bool):
+        if self._catalog is None:
+            url = self.catalog_url
+            if url is None:
+                path = self.root / "catalog.sqlite"
+                if not create and not path.exists():
+                    return None  # nothing archived yet: readers see empty tables, and leave no file behind
+                self.root.mkdir(parents=True, exist_ok=True)
+                url = f"sqlite:///{path}"
+            self._catalog = iceberg.open_catalog(url, self.root)
+        return self._catalog
+
+    def append(self, dataset: str, rows: pa.Table) -> int:
+        """Rows written straight into a table, in one snapshot without Kafka offsets (imports, tests,
+        benchmarks; the materializer commits its own). ``rows``: the dataset's columns and its
+        partition column (``entity_type`` or ``label``). Returns the snapshot id."""
+        table = self.table(dataset, create=True)
+        table.append(LAYOUTS[dataset].to_iceberg(rows))
+        return table.current_snapshot().snapshot_id
+
+    def snapshot_facts(self, dataset: str) -> iceberg.SnapshotFacts | None:
+        table = self.table(dataset)
+        snapshot = table.current_snapshot() if table is not None else None
+        return iceberg.SnapshotFacts.of(snapshot) if snapshot is not None else None
+
     def last_commit(self) -> Commit | None:
-        records = sorted(self.commits_dir.glob("*.json")) if self.commits_dir.exists() else []
-        return Commit.from_json(records[-1].read_text()) if records else None
+        facts = {dataset: self.snapshot_facts(dataset) for dataset in DATASETS}
+        known = [f for f in facts.values() if f is not None]
+        if not known:
+            return None
+        offsets: dict[str, dict[int, int]] = {}
+        for fact in known:
+            offsets.update(fact.offsets)
+        completes = [f.complete_through_ms for f in facts.values()]
+        return Commit(max(f.commit for f in known), offsets,
+                      None if None in completes else min(completes),
+                      {dataset: f.snapshot_id for dataset, f in facts.items() if f is not None},
+                      max(f.committed_at_ms for f in known))
 
     def offsets(self) -> dict[str, dict[int, int]]:
         """Next offset to archive per topic and partition (empty before the first commit)."""
         commit = self.last_commit()
         return commit.offsets if commit else {}
 
-    def has_files(self, dataset: str) -> bool:
-        return any(self.dataset_dir(dataset).glob("**/*.parquet"))
+    def data_files(self, dataset: str, snapshot_id: int | None = None) -> list[Path]:
+        table = self.table(dataset)
+        return iceberg.data_files(table, snapshot_id) if table is not None else []
 
-    def relation_sql(self, dataset: str) -> str:
-        """A FROM-clause source for a dataset; typed and empty before its first file."""
+    def has_files(self, dataset: str) -> bool:
+        return bool(self.data_files(dataset))
+
+    # -- SQL over them
+    def relation_sql(self, dataset: str, snapshot_id: int | None = None) -> str:
+        """A FROM-clause source for a dataset at a snapshot (default: current); typed and empty
+        before its first file. The day a record is in reads as ``date``, as Hive folders named it."""
         schema, partitions = DATASETS[dataset]
-        if self.has_files(dataset):
-            glob = (self.dataset_dir(dataset) / "**" / "*.parquet").as_posix().replace("'", "''")
-            return f"read_parquet('{glob}', hive_partitioning = true, hive_types_autocast = false)"
+        files = self.data_files(dataset, snapshot_id)
+        if files:
+            listed = ", ".join("'" + path.as_posix().replace("'", "''") + "'" for path in files)
+            columns = ", ".join(f'"{name}"' for name in [*schema.names, partitions[0]])
+            return (f"(SELECT {columns}, strftime(timezone('UTC', recorded_at), '%Y-%m-%d') AS date "
+                    f"FROM read_parquet([{listed}]))")
         columns = [f'CAST(NULL AS {_duckdb_type(f.type)}) AS "{f.name}"' for f in schema]
         columns += [f'CAST(NULL AS VARCHAR) AS "{name}"' for name in partitions]
         return f"(SELECT {', '.join(columns)} WHERE false)"
 
-    def connect(self, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with the warehouse's views (see ``create_views``)."""
+    def connect(self, database: str = ":memory:", *, snapshots: Mapping[str, int] | None = None
+                ) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with the warehouse's views (see ``create_views``), at the tables'
+        current snapshots or at the ``snapshots`` given (table -> Iceberg snapshot id)."""
         connection = duckdb.connect(database)
         connection.execute("SET enable_progress_bar = false")
         connection.execute("SET TimeZone = 'UTC'")
-        self.create_views(connection)
+        self.create_views(connection, snapshots=snapshots)
         return connection
 
-    def create_views(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def create_views(self, connection: duckdb.DuckDBPyConnection, *, snapshots: Mapping[str, int] | None = None
+                     ) -> None:
         """``events`` and ``label_versions`` as archived; ``labels``: label versions once each.
 
         The processor may emit a version twice after a crash (same ``version_id``); ``labels``
         keeps the first, so a duplicate never becomes a second version.
         """
         for dataset in DATASETS:
-            connection.execute(f"CREATE OR REPLACE VIEW {dataset} AS SELECT * FROM {self.relation_sql(dataset)}")
+            source = self.relation_sql(dataset, (snapshots or {}).get(dataset))
+            connection.execute(f"CREATE OR REPLACE VIEW {dataset} AS SELECT * FROM {source}")
         connection.execute("""
             CREATE OR REPLACE VIEW labels AS
             SELECT * EXCLUDE (date) FROM label_versions

@@ -40,14 +40,15 @@ class MaterializerStats:
 class Materializer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
-        self.commit_log = CommitLog(self.warehouse)
+        self.warehouse = Warehouse.of(settings)
         self.stats = MaterializerStats()
         self.metrics = MaterializerMetrics()  # served by `labelstore materialize`
         topics = settings.topics
         declarations = settings.repository.declarations
         self.event_topics = [topics.events_topic(e) for e in declarations]
         self.versions_topic = topics.label_versions_topic
+        self.commit_log = CommitLog(self.warehouse, {"events": self.event_topics,
+                                                     "label_versions": [self.versions_topic]})
         self.rows = RowMaker({e: topics.events_topic(e) for e in declarations}, declarations,
                              validate_payloads=settings.processor.validate_payloads, codec=settings.repository.codec,
                              watch=RepositoryWatch(settings.repository), limits=Limits.of(settings.processor))
@@ -94,7 +95,7 @@ class Materializer:
         return self.stats
 
     def refresh_duckdb(self) -> None:
-        """(Re)create the views of the DuckDB file; the globs in them pick up later files by themselves."""
+        """(Re)create the views of the DuckDB file over the tables' current snapshots."""
         try:
             with duckdb.connect(str(self.warehouse.duckdb_path)) as connection:
                 self.warehouse.create_views(connection)
@@ -119,7 +120,6 @@ class Materializer:
 
     def _commit(self, batch: Batch, positions: dict[str, dict[int, int]], complete_through_ms: int | None) -> None:
         started = time.perf_counter()
-        had_files = {dataset: self.warehouse.has_files(dataset) for dataset in DATASETS}
         rows: dict[str, int] = dict.fromkeys(DATASETS, 0)
         for dataset, partition, table, covers in batch.tables():
             self.commit_log.stage(dataset, partition, table, covers)
@@ -129,8 +129,8 @@ class Materializer:
         self.stats.commits += 1
         self.metrics.committed(rows, time.perf_counter() - started, complete_through_ms)
         log.info("commit %d: %d records", self.commit_log.sequence, batch.records)
-        if any(not had and self.warehouse.has_files(d) for d, had in had_files.items()):
-            self.refresh_duckdb()
+        if batch.records:
+            self.refresh_duckdb()  # its views name the files of the current snapshots
 
     def _assign(self, consumer: Consumer) -> dict[str, dict[int, int]]:
         stored = self.warehouse.offsets()

@@ -48,8 +48,11 @@ def backfill_path(warehouse: Warehouse, name: str, version: int) -> Path:
 def load_states(warehouse: Warehouse, declaration: EntityDeclaration, progress: Progress | None = None) -> pa.Table:
     """The entity type's state history, folded again only if the archive changed since last time."""
     path = states_path(warehouse, declaration.entity_type)
-    commit = warehouse.last_commit()
-    built_from = {"commit": commit.sequence if commit else 0}
+    # The events table only grows: its identity and record count say whether it changed.
+    table = warehouse.table("events")
+    snapshot = table.current_snapshot() if table is not None else None
+    built_from = {"table": str(table.metadata.table_uuid) if table is not None else None,
+                  "records": int(snapshot.summary.get("total-records", 0)) if snapshot is not None else 0}
     marker = path.with_suffix(".json")
     if path.exists() and marker.exists() and json.loads(marker.read_text()) == built_from:
         return pq.read_table(path)

@@ -122,7 +122,7 @@ def _offline(settings: Settings, demo: ModuleType, stories: list[tuple[str, str]
     from labelstore.offline.explain import explain
 
     stats = Materializer(settings).run(until_caught_up=True)
-    warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
+    warehouse = Warehouse.of(settings)
     console.print(f"materialized {stats.records:,} records into {warehouse.root} (Parquet + labelstore.duckdb)")
     label = demo.DEMO_LABEL
     entity_type, entity_id = stories[0]

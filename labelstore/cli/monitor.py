@@ -60,7 +60,7 @@ def monitor(
 def _warehouse(settings: Settings):
     from labelstore.warehouse import Warehouse
 
-    return Warehouse(settings.warehouse.path, repository=settings.repository)
+    return Warehouse.of(settings)
 
 
 def _thresholds(settings: Settings, label: str, **overrides):

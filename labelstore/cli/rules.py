@@ -30,7 +30,7 @@ def _warehouse():
     from labelstore.warehouse import Warehouse
 
     settings = Settings()
-    return Warehouse(settings.warehouse.path, repository=settings.repository)
+    return Warehouse.of(settings)
 
 
 def _who(author: str | None) -> str:

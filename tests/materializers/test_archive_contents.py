@@ -23,7 +23,7 @@ from labelstore.events.exceptions import InvalidEventError
 from labelstore.fold import to_epoch_ms
 from labelstore.labels import LabelVersion
 from labelstore.materializers.materializer import Materializer
-from labelstore.warehouse import DATASETS, value_text
+from labelstore.warehouse import DATASETS, Warehouse, value_text
 from tests.materializers.test_materializer import a_version, demo_records, produce, with_warehouse
 
 pytestmark = pytest.mark.timeout(300)
@@ -85,11 +85,15 @@ def _json_default(value: Any) -> Any:
 
 
 def archived(root: Path) -> dict[tuple[str, str, str], list[dict]]:
-    """Rows of every committed file, by folder, each file's rows in its order (files by name)."""
+    """Rows of every file the tables' current snapshots name, by partition folder, each file's rows
+    in its order (files in commit order), in the archive's column types."""
     found: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for dataset in DATASETS:
-        for path in sorted((root / dataset).glob("*/*/*.parquet")):
-            found[(dataset, path.parent.parent.name, path.parent.name)] += pq.read_table(path).to_pylist()
+    warehouse = Warehouse(root)
+    for dataset, (schema, _) in DATASETS.items():
+        for path in warehouse.data_files(dataset):
+            assert path.is_relative_to(warehouse.dataset_dir(dataset) / "data")
+            rows = pq.read_table(path).select(schema.names).cast(schema)
+            found[(dataset, path.parent.parent.name, path.parent.name)] += rows.to_pylist()
     return found
 
 

@@ -16,7 +16,6 @@ from types import SimpleNamespace
 from uuid import uuid4
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from typer.testing import CliRunner
@@ -81,9 +80,9 @@ def test_monitoring_settings_per_label_and_refused_keys():
 # (b) The report's tables on a warehouse written by hand: every number below is counted by hand.
 
 def _write(root, dataset, partition, rows, schema):
-    folder = root / dataset / partition / "date=2026-03-02"
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), folder / "part-0.parquet")
+    column, _, value = partition.partition("=")
+    table = pa.Table.from_pylist(rows, schema=schema)
+    Warehouse(root).append(dataset, table.append_column(column, pa.array([value] * len(rows), pa.string())))
 
 
 def _version(entity_id, value, previous, at, offset, *, rule_version=1, recorded_at=None):

@@ -16,6 +16,7 @@ from labelstore.localkafka import LocalKafkaCluster
 from labelstore.localkafka.cluster import free_port
 from labelstore.settings import LocalKafkaSettings, WarehouseSettings
 from labelstore.shutdown import EXIT_STOP_TIMED_OUT
+from labelstore.warehouse import Warehouse
 from tests.conftest import settings_for
 from tests.fraud_example import generate
 from tests.processors.worker_process import WorkerProcess, label_versions, wait_for, with_processor
@@ -40,7 +41,7 @@ def test_sigterm_with_the_brokers_gone_stops_within_the_timeout(tmp_path):
         with Publisher(settings) as publisher:
             publisher.publish_many(list(generate(50, 0, seed=4)))
         wait_for(lambda: label_versions(settings), timeout=120, worker=worker)
-        wait_for(lambda: any((tmp_path / "warehouse").glob("_commits/*.json")), timeout=60)
+        wait_for(lambda: Warehouse(tmp_path / "warehouse").last_commit() is not None, timeout=60)
         cluster.stop()
         time.sleep(2)  # the clients notice the brokers are gone
         started = time.monotonic()
