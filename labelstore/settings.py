@@ -147,6 +147,15 @@ class RulesSettings(_Group):
     catalog_url: str = "sqlite:///.labelstore/catalog.sqlite"
 
 
+class SparkSettings(_Group):
+    """Where ``engine="spark"`` runs (see ``labelstore.offline.spark``): any Spark master URL."""
+
+    master: str = Field(default="local[*]", description="local[*], spark://host:7077, yarn, k8s://...")
+    driver_memory: str = "2g"
+    shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions")
+    config: dict[str, str] = Field(default_factory=dict, description="more spark.* options, as given")
+
+
 class DriftThresholds(_Group):
     """When `labelstore monitor` calls a label's distribution shifted (see ``offline.drift``)."""
 
@@ -190,6 +199,7 @@ class Settings(BaseSettings):
     warehouse: WarehouseSettings = Field(default_factory=WarehouseSettings)
     rules: RulesSettings = Field(default_factory=RulesSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
 
     @field_validator("repo")
     @classmethod

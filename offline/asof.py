@@ -33,6 +33,7 @@ from labelstore.offline.history import label_history, state_history
 
 Output = Literal["arrow", "pandas", "polars"]
 Maturity = Literal["all", "mature", "flag"]
+Engine = Literal["duckdb", "spark"]
 TimeArg = datetime | str | None
 SQL_TYPES = {"string": "VARCHAR", "boolean": "BOOLEAN", "long": "BIGINT", "double": "DOUBLE"}
 
@@ -67,6 +68,7 @@ def as_of(
     rules: Sequence[LabelRule] | None = None,
     rule_versions: Mapping[str, int] | None = None,
     output: Output = "arrow",
+    engine: Engine = "duckdb",
 ) -> Any:
     """Labels at a point in time. Without ``spine``: one row per entity and label (a snapshot, or
     the given ``entity_ids``, which get a row even without a version). With ``spine``: the spine
@@ -78,7 +80,18 @@ def as_of(
     ``rule_versions`` (e.g. ``{"fraud": 2}``) asks for other rule versions than the built-in ones
     (found in ``rules`` or the rule catalog): the valid axis evaluates them, the known axis reads
     their backfilled history (``labelstore rules backfill``) instead of what the processor emitted.
+
+    ``engine``: ``duckdb`` (embedded, the default) or ``spark`` (``labelstore.offline.spark``: the
+    same answers, computed on the Spark master of ``SparkSettings``).
     """
+    if engine == "spark":
+        from labelstore.offline.spark.asof import as_of_spark
+
+        return as_of_spark(warehouse, labels, known_at=known_at, valid_at=valid_at, entity_ids=entity_ids, spine=spine,
+                           entity_column=entity_column, maturity=maturity, rules=rules, rule_versions=rule_versions,
+                           output=output)
+    if engine != "duckdb":
+        raise QueryError(f"engine must be duckdb or spark, not {engine!r}")
     names = [labels] if isinstance(labels, str) else list(labels)
     chosen = _rules_for(names, warehouse.repository.initial_rules() if rules is None else rules, rule_versions or {})
     entity_type = _one_entity_type(chosen)

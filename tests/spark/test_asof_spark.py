@@ -1,0 +1,130 @@
+"""Parity: as_of on Spark gives the DuckDB engine's answers, row for row, on the same warehouse.
+
+The warehouse is test_asof's (three hand-made order stories: a mutable label, a late event, two
+verdicts at one event time; plus demo data), built through a real worker and the materializer.
+Every case asks both engines the same question and compares schemas and rows in order; the number
+of rows compared is printed per case (``-s``) so a parity that compares nothing cannot pass.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from labelstore.offline.asof import QueryError, as_of
+from tests.offline.test_asof import LATE, MS, SEED, T0, T1, T3, TIED, world  # noqa: F401 - the module's fixture
+
+COMPARED: dict[str, int] = {}
+
+
+def same(warehouse, case: str, labels, **question) -> pa.Table:
+    """Both engines' answers, which must be equal; returns DuckDB's."""
+    expected = as_of(warehouse, labels, **question)
+    actual = as_of(warehouse, labels, engine="spark", **question)
+    assert actual.schema == expected.schema, case
+    assert actual.to_pylist() == expected.to_pylist(), case
+    COMPARED[case] = COMPARED.get(case, 0) + expected.num_rows
+    return expected
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_counts():
+    yield
+    print("\nrows compared per case:", ", ".join(f"{case} {rows}" for case, rows in COMPARED.items()))
+
+
+def versions(warehouse) -> pa.Table:
+    connection = warehouse.connect()
+    try:
+        return connection.sql("SELECT entity_id, recorded_at, event_time FROM labels WHERE label = 'fraud' "
+                              "ORDER BY recorded_at").to_arrow_table()
+    finally:
+        connection.close()
+
+
+def hard_spine(warehouse, time_column: str) -> pa.Table:
+    """Every fraud version's entity just before, exactly at and just after its time; unknown
+    entities, rows before any label, a NULL time, and duplicates; shuffled, row numbers kept."""
+    known = versions(warehouse)
+    times = known.column(time_column)
+    entities = pa.chunked_array(known.column("entity_id").chunks * 3 + [pa.array(["no-such-order", SEED, SEED])])
+    ts = pa.chunked_array([pc.subtract(times, pa.scalar(MS)).combine_chunks(), times.combine_chunks(),
+                           pc.add(times, pa.scalar(MS)).combine_chunks(),
+                           pa.array([T1, T0 - timedelta(days=1), None], times.type)])
+    spine = pa.table({"entity_id": entities, "ts": ts})
+    rng = np.random.default_rng(3)
+    order = rng.permutation(spine.num_rows)
+    duplicates = rng.integers(0, spine.num_rows, size=spine.num_rows // 5)
+    spine = spine.take(pa.array(np.concatenate([order, duplicates])))
+    return spine.append_column("row", pa.array(np.arange(spine.num_rows)))
+
+
+def test_point_queries_on_the_known_axis(world, spark):
+    warehouse, known = world
+    for name, at in sorted(known.items()):
+        for moment in (at - MS, at):
+            same(warehouse, "known point", "fraud", known_at=moment, entity_ids=[SEED, LATE, TIED, "no-such-order"])
+    same(warehouse, "known snapshot", ["fraud", "manual_review"], known_at=known["late2"])
+    same(warehouse, "known snapshot", "fraud")  # latest
+
+
+def test_point_queries_on_the_valid_axis_and_bitemporal(world, spark):
+    warehouse, known = world
+    for moment in (T0, T1 - MS, T1, T0 + timedelta(minutes=45), T3 - MS, T3):
+        same(warehouse, "valid point", "fraud", valid_at=moment, entity_ids=[SEED, LATE, TIED, "no-such-order"])
+    same(warehouse, "valid snapshot", ["fraud", "manual_review"], valid_at=T1)
+    late = same(warehouse, "bitemporal point", "fraud", valid_at=T1, known_at=known["late2"] - MS, entity_ids=[LATE])
+    assert late.column("value").to_pylist() == ["negative"]  # the late tag not yet known
+    same(warehouse, "bitemporal point", "fraud", valid_at=T1, known_at=known["late2"], entity_ids=[LATE])
+    same(warehouse, "bitemporal snapshot", "fraud", valid_at=T3, known_at=known["tied1"])
+
+
+def test_spines_on_the_known_axis(world, spark):
+    warehouse, known = world
+    spine = hard_spine(warehouse, "recorded_at")
+    result = same(warehouse, "known spine", ["fraud", "manual_review"], spine=spine, known_at="ts")
+    assert result.column("row").to_pylist() == list(range(spine.num_rows))  # order and duplicates kept
+    assert result.column("fraud").null_count > 0 and result.column("fraud").null_count < spine.num_rows
+    tied = pa.table({"entity_id": [TIED, TIED], "ts": pa.array([known["tied1"], known["tied2"]])})
+    assert same(warehouse, "known spine", "fraud", spine=tied, known_at="ts").column("fraud").to_pylist()[-1] == "negative"
+
+
+def test_spines_on_the_valid_axis_and_bitemporal(world, spark):
+    warehouse, known = world
+    spine = hard_spine(warehouse, "event_time")
+    same(warehouse, "valid spine", ["fraud", "manual_review"], spine=spine, valid_at="ts")
+    same(warehouse, "bitemporal spine", "fraud", spine=spine, valid_at="ts", known_at=known["late2"] - MS)
+    equal_times = pa.table({"entity_id": [TIED, LATE, LATE], "ts": pa.array([T1, T1, T0 + timedelta(minutes=30)])})
+    answers = same(warehouse, "valid spine", "fraud", spine=equal_times, valid_at="ts").column("fraud").to_pylist()
+    assert answers == ["negative", "positive", None]  # ties by the log; the late tag in its place
+
+
+def test_maturity_modes(world, spark):
+    warehouse, _ = world
+    for maturity in ("flag", "mature"):
+        for days in (89, 90):
+            same(warehouse, f"maturity {maturity}", "fraud", entity_ids=[SEED, "no-such-order"],
+                 valid_at=T0 + timedelta(days=days), maturity=maturity)
+        spine = pa.table({"entity_id": [SEED, SEED, LATE, "no-such-order"],
+                          "ts": pa.array([T0 + timedelta(days=89), T0 + timedelta(days=90), T1, T1])})
+        same(warehouse, f"maturity {maturity}", ["fraud", "manual_review"], spine=spine, valid_at="ts", maturity=maturity)
+        same(warehouse, f"maturity {maturity}", "fraud", spine=spine, known_at="ts", maturity=maturity)
+
+
+def test_outputs_and_errors(world, spark):
+    warehouse, known = world
+    spine = pa.table({"entity_id": [SEED, LATE], "ts": pa.array([known["seed3"], known["late1"]])})
+    for output in ("pandas", "polars"):
+        expected = as_of(warehouse, "fraud", spine=spine, known_at="ts", output=output)
+        actual = as_of(warehouse, "fraud", spine=spine, known_at="ts", output=output, engine="spark")
+        assert actual.equals(expected)
+    with pytest.raises(QueryError, match="unknown label 'fruad'"):
+        as_of(warehouse, "fruad", engine="spark")
+    with pytest.raises(QueryError, match="spine has no column 'when'"):
+        as_of(warehouse, "fraud", spine=spine, known_at="when", engine="spark")
+    with pytest.raises(QueryError, match="engine must be duckdb or spark"):
+        as_of(warehouse, "fraud", engine="trino")
