@@ -14,6 +14,7 @@ same tables through the catalog; DuckDB reads the files of a snapshot.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,12 +106,30 @@ class Warehouse:
         self._repository = repository
         self.catalog_url = catalog_url
         self.namespace = namespace
+        self.pinned: dict[str, int] = {}  # table -> snapshot id read instead of the current one
         self._catalog = None
 
     @classmethod
     def of(cls, settings: Settings) -> Warehouse:
         conf = settings.warehouse
         return cls(conf.path, repository=settings.repository, catalog_url=conf.catalog_url, namespace=conf.namespace)
+
+    def at(self, snapshots: Mapping[str, int]) -> Warehouse:
+        """This warehouse as it was at the given snapshots (table -> Iceberg snapshot id): every
+        query through it reads those, whatever is committed later."""
+        pinned = copy.copy(self)
+        pinned.pinned = {**self.pinned, **snapshots}
+        return pinned
+
+    def current_snapshots(self) -> dict[str, int]:
+        """The snapshot each table reads now (pinned or current); tables without one are left out."""
+        ids = {}
+        for dataset in DATASETS:
+            table = self.table(dataset)
+            snapshot = table.current_snapshot() if table is not None else None
+            if dataset in self.pinned or snapshot is not None:
+                ids[dataset] = self.pinned.get(dataset, snapshot.snapshot_id if snapshot else None)
+        return ids
 
     @property
     def repository(self) -> Repository:
@@ -191,7 +210,9 @@ class Warehouse:
 
     def data_files(self, dataset: str, snapshot_id: int | None = None) -> list[Path]:
         table = self.table(dataset)
-        return iceberg.data_files(table, snapshot_id) if table is not None else []
+        if table is None:
+            return []
+        return iceberg.data_files(table, snapshot_id if snapshot_id is not None else self.pinned.get(dataset))
 
     def has_files(self, dataset: str) -> bool:
         return bool(self.data_files(dataset))
@@ -214,7 +235,7 @@ class Warehouse:
     def connect(self, database: str = ":memory:", *, snapshots: Mapping[str, int] | None = None
                 ) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the warehouse's views (see ``create_views``), at the tables'
-        current snapshots or at the ``snapshots`` given (table -> Iceberg snapshot id)."""
+        current (or pinned, see ``at``) snapshots, or at the ``snapshots`` given (table -> id)."""
         connection = duckdb.connect(database)
         connection.execute("SET enable_progress_bar = false")
         connection.execute("SET TimeZone = 'UTC'")

@@ -3,7 +3,9 @@
 A snapshot is an as-of query with a fixed ``known_at``: events recorded later cannot change it,
 so the same snapshot taken again later has the same content hash. The manifest says what it
 covers: time bounds, the Kafka offsets of the events known at ``known_at``, the rule versions,
-the row count and the hash.
+the row count, the hash, and the Iceberg snapshot of each table it read. Those snapshots are
+tagged ``labelstore-snapshot-<name>`` in their tables, so expiring old snapshots keeps them, and
+``reread`` answers the same query from them again, by id.
 """
 
 from __future__ import annotations
@@ -28,8 +30,15 @@ from labelstore.offline.asof import Maturity, QueryError, as_of, instant
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+TAG_PREFIX = "labelstore-snapshot-"
+
+
 class SnapshotExistsError(LabelstoreError):
     """A snapshot of that name exists with other content."""
+
+
+class SnapshotMismatchError(LabelstoreError):
+    """A snapshot re-read from its Iceberg snapshots differs from what it recorded."""
 
 
 def snapshot(warehouse: Warehouse, name: str, labels: Sequence[str], *, known_at: datetime | str,
@@ -40,10 +49,10 @@ def snapshot(warehouse: Warehouse, name: str, labels: Sequence[str], *, known_at
         raise QueryError(f"snapshot name {name!r}: use letters, digits, '.', '_' and '-' (at most 128)")
     known = instant(known_at, "known_at")
     valid = instant(valid_at, "valid_at")
+    warehouse = warehouse.at(warehouse.current_snapshots())  # what is committed meanwhile is not read
     _check_archive_reaches(warehouse, known)
     rules = warehouse.repository.initial_rules() if rules is None else list(rules)
-    table = as_of(warehouse, labels, known_at=known, valid_at=valid, maturity=maturity, rules=rules)
-    table = table.sort_by([("label", "ascending"), ("entity_id", "ascending")])
+    table = _labels(warehouse, labels, known, valid, maturity, rules)
     manifest = {
         "name": name,
         "labels": list(labels) if not isinstance(labels, str) else [labels],
@@ -54,6 +63,8 @@ def snapshot(warehouse: Warehouse, name: str, labels: Sequence[str], *, known_at
         "event_offsets": _offsets_known_at(warehouse, known),
         "rows": table.num_rows,
         "content_sha256": content_hash(table),
+        "iceberg_snapshots": warehouse.pinned,
+        "iceberg_tag": TAG_PREFIX + name,
     }
     folder = warehouse.snapshots_dir / name
     existing = folder / "manifest.json"
@@ -65,8 +76,59 @@ def snapshot(warehouse: Warehouse, name: str, labels: Sequence[str], *, known_at
             raise SnapshotExistsError(
                 f"snapshot {name!r} exists with other content (hash {previous['content_sha256'][:12]}, "
                 f"now {manifest['content_sha256'][:12]}); choose another name or replace it")
+    _tag(warehouse, manifest)
     _write(folder, table, manifest)
     return manifest
+
+
+def reread(warehouse: Warehouse, name: str) -> pa.Table:
+    """The snapshot's labels computed again from the Iceberg snapshots its manifest names; a
+    ``SnapshotMismatchError`` if they differ from what it recorded."""
+    path = warehouse.snapshots_dir / name / "manifest.json"
+    if not path.exists():
+        raise QueryError(f"no snapshot {name!r} in {warehouse.snapshots_dir}")
+    manifest = json.loads(path.read_text())
+    if not manifest.get("iceberg_snapshots"):
+        raise QueryError(f"snapshot {name!r} names no Iceberg snapshots (taken before the warehouse's tables were "
+                         f"Iceberg tables): take it again to re-read it later")
+    pinned = warehouse.at({dataset: int(i) for dataset, i in manifest["iceberg_snapshots"].items()})
+    rules = _recorded_rules(warehouse, manifest)
+    table = _labels(pinned, manifest["labels"], instant(manifest["known_at"], "known_at"),
+                    instant(manifest["valid_at"], "valid_at"), manifest["maturity"], rules)
+    found = content_hash(table)
+    if found != manifest["content_sha256"]:
+        raise SnapshotMismatchError(f"snapshot {name!r} re-read from Iceberg snapshots {manifest['iceberg_snapshots']} "
+                                    f"gives hash {found[:12]}, not {manifest['content_sha256'][:12]}")
+    return table
+
+
+def _labels(warehouse: Warehouse, labels, known: datetime, valid: datetime | None, maturity: Maturity,
+            rules: Sequence[LabelRule]) -> pa.Table:
+    table = as_of(warehouse, labels, known_at=known, valid_at=valid, maturity=maturity, rules=rules)
+    return table.sort_by([("label", "ascending"), ("entity_id", "ascending")])
+
+
+def _recorded_rules(warehouse: Warehouse, manifest: dict[str, Any]) -> list[LabelRule]:
+    rules = warehouse.repository.initial_rules()
+    for label, version in manifest["rule_versions"].items():
+        current = next((r.version for r in rules if r.name == label), None)
+        if current != version:
+            raise QueryError(f"snapshot {manifest['name']!r} used {label} v{version}; the repository's rule is "
+                             f"v{current}: re-read it from a checkout with that rule version")
+    return rules
+
+
+def _tag(warehouse: Warehouse, manifest: dict[str, Any]) -> None:
+    """Tag the snapshots read, in each table (a tag of the same name moves)."""
+    for dataset, snapshot_id in manifest["iceberg_snapshots"].items():
+        table = warehouse.table(dataset)
+        refs = table.metadata.refs
+        if manifest["iceberg_tag"] in refs and refs[manifest["iceberg_tag"]].snapshot_id == snapshot_id:
+            continue
+        with table.manage_snapshots() as snapshots:
+            if manifest["iceberg_tag"] in refs:
+                snapshots.remove_tag(manifest["iceberg_tag"])
+            snapshots.create_tag(snapshot_id, manifest["iceberg_tag"])
 
 
 def content_hash(table: pa.Table) -> str:

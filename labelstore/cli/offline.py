@@ -65,20 +65,31 @@ def asof(
 def snapshot(
     name: str = typer.Argument(..., help="Snapshot name (a folder under <warehouse>/snapshots)."),
     labels: str = typer.Option("fraud", "--labels", help="Label names, comma-separated, of one entity type."),
-    known_at: str = typer.Option(..., "--known-at", help="ISO time: the snapshot is what was known then."),
+    known_at: str = typer.Option(None, "--known-at", help="ISO time: the snapshot is what was known then."),
     valid_at: str = ValidAt,
     maturity: str = MaturityOption,
     replace: bool = typer.Option(False, "--replace", help="Replace an existing snapshot with other content."),
+    reread: bool = typer.Option(False, "--reread", help="Compute an existing snapshot again from the Iceberg "
+                                "snapshots its manifest names, and check it is the same."),
 ) -> None:
     """Write labels.parquet and manifest.json for a training set; the same snapshot later gives the same hash."""
-    from labelstore.offline.snapshot import snapshot as take
+    from labelstore.offline.asof import QueryError
+    from labelstore.offline.snapshot import reread as compute_again, snapshot as take
 
     with reported_errors():
         warehouse = _warehouse()
+        if reread:
+            table = compute_again(warehouse, name)
+            console.print(f"snapshot [bold]{name}[/]: {table.num_rows:,} rows re-read from its Iceberg snapshots, "
+                          "the same as written")
+            return
+        if known_at is None:
+            raise QueryError("--known-at is required to take a snapshot (e.g. --known-at 2026-03-01T00:00:00Z)")
         manifest = take(warehouse, name, [n.strip() for n in labels.split(",")], known_at=known_at,
                         valid_at=valid_at, maturity=maturity, replace=replace)
         console.print(f"snapshot [bold]{name}[/]: {manifest['rows']:,} rows, sha256 {manifest['content_sha256']}")
-        console.print(f"{warehouse.snapshots_dir / name}/labels.parquet, manifest.json")
+        console.print(f"{warehouse.snapshots_dir / name}/labels.parquet, manifest.json; Iceberg snapshots "
+                      f"{manifest['iceberg_snapshots']} tagged {manifest['iceberg_tag']}")
 
 
 def check() -> None:

@@ -242,7 +242,9 @@ def test_explain_shows_which_event_changed_which_label(world, tmp_path):
 
 def test_a_snapshot_is_reproducible_after_new_events(world, kafka_cluster, tmp_path):
     from labelstore.materializers.materializer import Materializer
-    from labelstore.offline.snapshot import SnapshotExistsError, snapshot
+    import pyarrow.parquet as pq
+
+    from labelstore.offline.snapshot import SnapshotExistsError, content_hash, reread, snapshot
 
     warehouse, known = world
     first = snapshot(warehouse, "train-v1", ["fraud"], known_at=known["late2"])
@@ -261,6 +263,18 @@ def test_a_snapshot_is_reproducible_after_new_events(world, kafka_cluster, tmp_p
     assert snapshot(warehouse, "train-v1", ["fraud"], known_at=known["late2"])["content_sha256"] == first["content_sha256"]
     again = snapshot(warehouse, "train-v1-valid", ["fraud"], known_at=known["late2"], valid_at=T1)
     assert again["content_sha256"] == bitemporal["content_sha256"]
+
+    # Each manifest names the Iceberg snapshots it read, tagged in their tables; re-read by those
+    # ids, after the new events, the labels are the same rows.
+    events = warehouse.table("events")
+    assert first["iceberg_snapshots"]["events"] != events.current_snapshot().snapshot_id
+    assert events.metadata.refs["labelstore-snapshot-train-v1"].snapshot_id == first["iceberg_snapshots"]["events"]
+    count = "SELECT count(*) FROM events"
+    then = warehouse.at(first["iceberg_snapshots"]).connect().execute(count).fetchone()[0]
+    assert then == warehouse.connect().execute(count).fetchone()[0] - 3  # the 3 events published since
+    written = pq.read_table(warehouse.snapshots_dir / "train-v1" / "labels.parquet")
+    assert reread(warehouse, "train-v1").equals(written)
+    assert content_hash(reread(warehouse, "train-v1-valid")) == bitemporal["content_sha256"]
     with pytest.raises(SnapshotExistsError, match="exists with other content"):
         snapshot(warehouse, "train-v1", ["fraud"], known_at=known["tied2"])
     with pytest.raises(QueryError, match="the events archive only reaches"):
