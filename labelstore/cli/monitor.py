@@ -152,12 +152,12 @@ def _print_drift(report) -> None:
     table = Table("rule", "statistic", "reference", "current", "labels (ref / cur)", "value", "threshold", "p-value", "",
                   title=f"{report.label}: drift")
     for drift in report.drift:
-        verdict = "[red]ALERT" if drift.crossed else f"[yellow]{drift.note}" if drift.note else "[green]ok"
+        outcome = "[red]ALERT" if drift.crossed else f"[yellow]{drift.note}" if drift.note else "[green]ok"
         limit = f"p < {drift.threshold:g}" if drift.statistic == "chi2" else f"> {drift.threshold:g}"
         table.add_row("all" if drift.rule_version is None else f"v{drift.rule_version}", drift.statistic,
                       _span_text(drift.reference), _span_text(drift.current),
                       f"{drift.reference_labels:,} / {drift.current_labels:,}", f"{drift.value:.4g}", limit,
-                      "" if drift.p_value is None else f"{drift.p_value:.3g}", verdict)
+                      "" if drift.p_value is None else f"{drift.p_value:.3g}", outcome)
     console.print(table)
 
 

@@ -39,7 +39,7 @@ class Explorer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.warehouse = Warehouse(settings.warehouse.path, repository=settings.repository)
+        self.warehouse = Warehouse.of(settings)
         self.rules = RuleVersions(settings)
         self.histories = StateHistories(self.warehouse)
 
