@@ -66,4 +66,8 @@ def valid_versions(spark: SparkSession, warehouse: Warehouse, rules: list[LabelR
     buckets = int(spark.conf.get("spark.sql.shuffle.partitions"))
     bucketed = events.select(*EVENT_COLUMNS).withColumn("__bucket", F.pmod(F.xxhash64("entity_id"), F.lit(buckets)))
     job = _RefoldBucket(repository.declarations[entity_type], repository.schema_set, tuple(rules))
-    return bucketed.groupBy("__bucket").applyInArrow(job, schema=VERSIONS_DDL)
+
+    def fold(events: pa.Table) -> pa.Table:  # a function of one argument: pyspark passes no group key then
+        return job(events)
+
+    return bucketed.groupBy("__bucket").applyInArrow(fold, schema=VERSIONS_DDL)
