@@ -15,10 +15,10 @@ The question: each spine row's fraud label as known at its ``ts``: the version w
 ``recorded_at <= ts`` (versions at the same ``recorded_at``: the higher ``cause_offset`` wins),
 NULL if none. Every result is compared row by row with the hand-written DuckDB query.
 
-Data: label versions written straight into the warehouse layout
-(``label_versions/label=fraud/date=YYYY-MM-DD/part-*.parquet``, ``LABEL_VERSIONS_SCHEMA``), a few
-files per day, each sorted by (entity_id, recorded_at, cause_offset) as the materializer writes
-them. About 5% of an entity's later versions share the previous version's ``recorded_at`` (one
+Data: label versions appended to the warehouse's Iceberg table (``Warehouse.append``), a few
+commits per day, so a few files per day partition
+(``label_versions/data/label=fraud/date=YYYY-MM-DD/*.parquet``), each sorted by (entity_id,
+recorded_at, cause_offset) as the materializer writes them. About 5% of an entity's later versions share the previous version's ``recorded_at`` (one
 broker batch). The spine has duplicate rows, unknown entities, rows before an entity's first
 version and rows exactly at a version's ``recorded_at``.
 
@@ -93,7 +93,6 @@ def generate_versions(root: Path, entities: int, versions: int, seed: int) -> di
     """Label versions in the warehouse layout; returns what the spine generator needs."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from labelstore.warehouse import LABEL_VERSIONS_SCHEMA
 
@@ -153,13 +152,12 @@ def generate_versions(root: Path, entities: int, versions: int, seed: int) -> di
     slots = slot[by_file]
     bounds = np.flatnonzero(np.diff(slots)) + 1
     pieces = list(zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [versions])), strict=True))
-    folder = root / "label_versions" / f"label={LABEL}"
-    for sequence, (begin, end) in enumerate(pieces, start=1):
-        day_index = int(slots[begin]) // FILES_PER_DAY
-        date = time.strftime("%Y-%m-%d", time.gmtime((T0_MS + day_index * DAY_MS) / 1000))
-        target = folder / f"date={date}" / f"part-{sequence:09d}-0000.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table.slice(begin, end - begin), target, compression="zstd")
+    from labelstore.warehouse import Warehouse
+
+    warehouse = Warehouse(root)
+    table = table.append_column("label", constant_strings(LABEL, versions))
+    for begin, end in pieces:  # one commit each, as the materializer would have made them
+        warehouse.append("label_versions", table.slice(begin, end - begin))
     return {"counts": counts, "starts": starts, "recorded_at": recorded_at, "ties": int(((gaps == 0) & ~first).sum())}
 
 
@@ -196,10 +194,12 @@ def generate_spine(facts: dict, entities: int, rows: int, seed: int):
 
 
 def run_labelstore(root: Path, spine):
+    from labelstore.repository import current
     from labelstore.warehouse import Warehouse
     from labelstore.offline.asof import as_of
 
-    return as_of(Warehouse(root), LABEL, spine=spine, known_at="ts").column(LABEL)
+    example = current(Path(__file__).resolve().parents[1] / "examples" / "fraud")  # its fraud rule
+    return as_of(Warehouse(root, repository=example), LABEL, spine=spine, known_at="ts").column(LABEL)
 
 
 def _duckdb_connection():
@@ -219,7 +219,7 @@ def run_duckdb(root: Path, spine):
     try:
         numbered = spine.append_column("rn", pa.array(np.arange(spine.num_rows, dtype=np.int64)))
         connection.register("spine", numbered)
-        files = (root / "label_versions" / f"label={LABEL}" / "*" / "*.parquet").as_posix()
+        files = (root / "label_versions" / "data" / f"label={LABEL}" / "*" / "*.parquet").as_posix()
         result = connection.sql(f"""
             WITH versions AS (
                 SELECT entity_id, recorded_at, value
@@ -239,7 +239,7 @@ def run_pandas(root: Path, spine):
     import pandas as pd
     import pyarrow as pa
 
-    versions = pd.read_parquet(root / "label_versions" / f"label={LABEL}",
+    versions = pd.read_parquet(root / "label_versions" / "data" / f"label={LABEL}",
                                columns=["entity_type", "entity_id", "recorded_at", "cause_offset", "value"],
                                filters=[("entity_type", "=", "order")])
     # merge_asof has no tie-breaker: keep the last offset of each (entity, recorded_at) first.
@@ -247,6 +247,7 @@ def run_pandas(root: Path, spine):
                 .drop_duplicates(["entity_id", "recorded_at"], keep="last")
                 .sort_values("recorded_at", kind="stable")[["entity_id", "recorded_at", "value"]])
     left = spine.to_pandas()
+    versions["recorded_at"] = versions["recorded_at"].astype(left["ts"].dtype)  # Iceberg keeps microseconds
     left["rn"] = range(len(left))
     left = left.sort_values("ts", kind="stable")
     joined = pd.merge_asof(left, versions, left_on="ts", right_on="recorded_at", by="entity_id",
@@ -258,9 +259,9 @@ def run_pandas(root: Path, spine):
 def run_polars(root: Path, spine):
     import polars as pl
 
-    versions = (pl.scan_parquet(root / "label_versions" / f"label={LABEL}" / "**" / "*.parquet", hive_partitioning=False)
+    versions = (pl.scan_parquet(root / "label_versions" / "data" / f"label={LABEL}" / "**" / "*.parquet", hive_partitioning=False)
                 .filter(pl.col("entity_type") == "order")
-                .select("entity_id", "recorded_at", "cause_offset", "value")
+                .select("entity_id", pl.col("recorded_at").dt.cast_time_unit("ms"), "cause_offset", "value")
                 .sort("entity_id", "recorded_at", "cause_offset")
                 .unique(["entity_id", "recorded_at"], keep="last", maintain_order=True)
                 .sort("recorded_at")
@@ -300,7 +301,7 @@ def export_for_feast(root: Path, spine, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     connection = _duckdb_connection()
     try:
-        files = (root / "label_versions" / f"label={LABEL}" / "*" / "*.parquet").as_posix()
+        files = (root / "label_versions" / "data" / f"label={LABEL}" / "*" / "*.parquet").as_posix()
         connection.execute(f"""
             COPY (SELECT entity_id, recorded_at, make_timestamp(cause_offset)::TIMESTAMPTZ AS logged, value
                   FROM read_parquet('{files}') WHERE entity_type = 'order')
@@ -398,7 +399,7 @@ def tie_sensitive(root: Path, spine) -> int:
     connection = _duckdb_connection()
     try:
         connection.register("spine", spine)
-        files = (root / "label_versions" / f"label={LABEL}" / "*" / "*.parquet").as_posix()
+        files = (root / "label_versions" / "data" / f"label={LABEL}" / "*" / "*.parquet").as_posix()
         return connection.sql(f"""
             WITH last AS (SELECT entity_id, recorded_at, value FROM read_parquet('{files}')
                           QUALIFY row_number() OVER (PARTITION BY entity_id, recorded_at ORDER BY cause_offset DESC) = 1),
