@@ -68,7 +68,18 @@ def load_states(warehouse: Warehouse, declaration: EntityDeclaration, progress: 
     return states
 
 
-def backfill(warehouse: Warehouse, rule: LabelRule, *, progress: Progress | None = None) -> BackfillResult:
+def backfill(warehouse: Warehouse, rule: LabelRule, *, progress: Progress | None = None,
+             engine: str = "duckdb") -> BackfillResult:
+    """``engine``: ``duckdb`` evaluates the rule as the processor does; ``spark`` translates its SQL
+    and evaluates it on Spark (``labelstore.offline.spark.backfill``), writing the same file."""
+    if engine == "spark":
+        from labelstore.offline.spark.backfill import backfill_spark
+
+        return backfill_spark(warehouse, rule, progress=progress)
+    if engine != "duckdb":
+        from labelstore.errors import LabelstoreError
+
+        raise LabelstoreError(f"engine must be duckdb or spark, not {engine!r}")
     declaration = warehouse.repository.declarations[rule.entity_type]
     states = load_states(warehouse, declaration, progress)
     if progress:

@@ -37,6 +37,7 @@ def asof(
     rule_version: list[str] = typer.Option(None, "--rule-version", help="LABEL=V: another (backfilled) rule version."),
     output: Path = typer.Option(None, "--output", "-o", help="Write the result to .parquet or .csv."),
     limit: int = typer.Option(20, help="Rows to print."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb | spark (master: LABELSTORE_SPARK__MASTER)."),
 ) -> None:
     """Labels at a point in time, on the known axis, the valid axis or both; or joined to a spine."""
     import pyarrow.csv as pv
@@ -52,10 +53,11 @@ def asof(
                 raise QueryError(f"--axis must be known or valid, not {axis!r}")
             table = pq.read_table(spine) if spine.suffix == ".parquet" else pv.read_csv(spine)
             when = {"known_at": time_column, "valid_at": valid_at} if axis == "known" else {"valid_at": time_column, "known_at": known_at}
-            result = as_of(_warehouse(), names, spine=table, maturity=maturity, rule_versions=versions, **when)
+            result = as_of(_warehouse(), names, spine=table, maturity=maturity, rule_versions=versions, engine=engine,
+                           **when)
         else:
             result = as_of(_warehouse(), names, known_at=known_at, valid_at=valid_at, entity_ids=entity or None,
-                           maturity=maturity, rule_versions=versions)
+                           maturity=maturity, rule_versions=versions, engine=engine)
         if output is not None:
             pq.write_table(result, output) if output.suffix == ".parquet" else pv.write_csv(result, output)
             console.print(f"{result.num_rows:,} rows written to {output}")

@@ -91,7 +91,8 @@ def show(name: str, version: int = typer.Option(None, "--version", "-v", help="D
 
 
 @rules_app.command("backfill")
-def backfill(name: str, version: int = typer.Option(..., "--version", "-v")) -> None:
+def backfill(name: str, version: int = typer.Option(..., "--version", "-v"),
+             engine: str = typer.Option("duckdb", "--engine", help="duckdb | spark (the rule's SQL translated).")) -> None:
     """Evaluate a rule version over the whole state history and store its label history."""
     from labelstore.offline.backfill import backfill as run
 
@@ -99,7 +100,7 @@ def backfill(name: str, version: int = typer.Option(..., "--version", "-v")) -> 
         rule = _catalog().get(name, version).rule
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"backfilling {rule.key}", total=1.0)
-            result = run(_warehouse(), rule,
+            result = run(_warehouse(), rule, engine=engine,
                          progress=lambda step, done: progress.update(task, completed=done, description=step))
         console.print(f"{rule.key}: {result.versions:,} label versions over {result.state_rows:,} states, "
                       f"evaluated in {result.seconds:.2f} s -> {result.path}")

@@ -128,3 +128,62 @@ def test_outputs_and_errors(world, spark):
         as_of(warehouse, "fraud", spine=spine, known_at="when", engine="spark")
     with pytest.raises(QueryError, match="engine must be duckdb or spark"):
         as_of(warehouse, "fraud", engine="trino")
+
+
+# ----------------------------------------------------------------------------------------------
+# Backfills: the rule's SQL translated and evaluated by Spark over the same state history
+
+
+def backfill_rows(warehouse, rule, engine: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    from labelstore.offline.backfill import backfill
+
+    result = backfill(warehouse, rule, engine=engine)
+    return pq.read_table(result.path).to_pylist()
+
+
+def test_backfills_equal_duckdb_backfills(world, spark):
+    from labelstore.rules.model import load_rules
+
+    warehouse, known = world
+    rules = {rule.name: rule for rule in load_rules()}
+    tagged = rules["fraud"].model_copy(update={  # list_contains -> ARRAY_CONTAINS, array_length -> SIZE
+        "version": 2, "expression": "CASE WHEN list_contains(tags, 'false-negative') THEN 'positive' "
+                                    "WHEN array_length(tags) > 0 OR classification = 'FRAUD' THEN 'tagged' END"})
+    flagged = rules["fraud"].model_copy(update={"version": 3, "value_type": "boolean",
+                                                "expression": "classification = 'FRAUD' AND address_changes > 0"})
+    for rule in (rules["fraud"], rules["manual_review"], tagged, flagged):
+        expected = backfill_rows(warehouse, rule, "duckdb")
+        actual = backfill_rows(warehouse, rule, "spark")  # the same file, written again
+        assert actual == expected and expected, rule.key
+        COMPARED["backfill"] = COMPARED.get("backfill", 0) + len(expected)
+    # As-of on a backfilled version, both engines reading what Spark wrote.
+    spine = hard_spine(warehouse, "recorded_at")
+    same(warehouse, "backfilled spine", "fraud", spine=spine, known_at="ts", rules=[tagged], rule_versions={"fraud": 2})
+
+
+def test_a_rule_that_does_not_translate_is_refused_with_the_reason(world, spark):
+    from labelstore.offline.backfill import backfill
+    from labelstore.offline.spark.translate import UntranslatableRuleError
+    from labelstore.rules.model import LabelRule
+
+    warehouse, _ = world
+
+    def rule(version: int, expression: str, value_type: str = "string") -> LabelRule:
+        return LabelRule(name="fraud", version=version, entity_type="order", expression=expression, value_type=value_type)
+
+    unknown = rule(11, "CASE WHEN list_aggregate(tags, 'count') > 1 THEN 'many' END")
+    with pytest.raises(UntranslatableRuleError, match=r"fraud v11: the expression `CASE WHEN list_aggregate\(tags, "
+                                                      r"'count'\) > 1 THEN 'many' END` does not translate .*"
+                                                      r"list_aggregate\(\): no Spark equivalent"):
+        backfill(warehouse, unknown, engine="spark")
+    mistyped = rule(12, "CASE WHEN len(tags) > 1 THEN 'many' END")  # DuckDB's len of a list; Spark's LENGTH takes text
+    with pytest.raises(UntranslatableRuleError, match=r"fraud v12: .*Spark rejects its translation .*LENGTH\(tags\)"):
+        backfill(warehouse, mistyped, engine="spark")
+    # Translated and accepted by Spark, but it means something else: DuckDB's substring from 0
+    # counts the position before the first character, Spark's starts at the first.
+    differing = rule(13, "substring(classification, 0, 3)")
+    with pytest.raises(UntranslatableRuleError, match=r"fraud v13: .*DuckDB and Spark disagree on the state "
+                                                      r"\{'classification': '(NOT_)?FRAUD'\}: DuckDB '(FR|NO)', Spark '(FRA|NOT)'"):
+        backfill(warehouse, differing, engine="spark")
