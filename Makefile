@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,bench,rocksdb]'
+	$(BIN)/pip install -q -e '.[dev,bench,rocksdb,spark]'
 	$(BIN)/labelstore kafka fetch
 	touch $(STAMP)
 
