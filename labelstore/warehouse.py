@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from labelstore import iceberg
+from labelstore.errors import LabelstoreError
 
 if TYPE_CHECKING:
     from labelstore.repository import Repository
@@ -155,6 +156,9 @@ class Warehouse:
     # -- the Iceberg tables
     def table(self, dataset: str, *, create: bool = False):
         """The dataset's Iceberg table; None if it does not exist (and ``create`` is not set)."""
+        if (self.root / "_commits").is_dir():
+            raise LabelstoreError(f"{self.root} holds an archive of the former layout (Parquet folders and _commits/): "
+                                  "move it into Iceberg tables once with `labelstore warehouse migrate`")
         catalog = self._open_catalog(create)
         if catalog is None:
             return None

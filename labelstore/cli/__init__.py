@@ -19,6 +19,7 @@ from labelstore.cli.schemas import schemas_app
 from labelstore.cli.status import status
 from labelstore.cli.topics import topics_app
 from labelstore.cli.ui import ui
+from labelstore.cli.warehouse import warehouse_app
 
 app = typer.Typer(
     name="labelstore",
@@ -45,6 +46,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(demo_app, name="demo")
 app.add_typer(rules_app, name="rules")
+app.add_typer(warehouse_app, name="warehouse")
 app.command("process")(process)
 app.command("materialize")(materialize)
 app.command("status")(status)
