@@ -187,3 +187,22 @@ def test_a_rule_that_does_not_translate_is_refused_with_the_reason(world, spark)
     with pytest.raises(UntranslatableRuleError, match=r"fraud v13: .*DuckDB and Spark disagree on the state "
                                                       r"\{'classification': '(NOT_)?FRAUD'\}: DuckDB '(FR|NO)', Spark '(FRA|NOT)'"):
         backfill(warehouse, differing, engine="spark")
+
+
+def test_the_cli_asks_spark(world, spark, monkeypatch, tmp_path):
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from labelstore.cli import app
+
+    warehouse, known = world
+    monkeypatch.setenv("LABELSTORE_WAREHOUSE__PATH", str(warehouse.root))
+    written = {}
+    for engine in ("duckdb", "spark"):
+        written[engine] = tmp_path / f"{engine}.parquet"
+        result = CliRunner().invoke(app, ["asof", "fraud", "--entity", LATE, "--entity", SEED, "--valid-at", T1.isoformat(),
+                                          "--known-at", known["late2"].isoformat(), "--engine", engine,
+                                          "-o", str(written[engine])])
+        assert result.exit_code == 0, result.output
+    assert pq.read_table(written["spark"]).to_pylist() == pq.read_table(written["duckdb"]).to_pylist()
+    assert [row["value"] for row in pq.read_table(written["spark"]).to_pylist()] == ["positive", "negative"]
