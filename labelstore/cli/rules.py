@@ -111,8 +111,10 @@ def diff(
     name: str,
     version_a: int = typer.Argument(...),
     version_b: int = typer.Argument(...),
-    start: datetime = typer.Option(None, "--from", help="Only divergences recorded from this time."),
-    end: datetime = typer.Option(None, "--to", help="Only states recorded up to this time; final labels at it."),
+    axis: str = typer.Option("known", "--axis", help="known: states in log order, times recorded; valid: states "
+                             "by business time (late events in their place), times of the events."),
+    start: datetime = typer.Option(None, "--from", help="Only divergences from this time (on the axis)."),
+    end: datetime = typer.Option(None, "--to", help="Only states up to this time (on the axis); final labels at it."),
     sample: int = typer.Option(5, help="Entities to show with both histories."),
     png: Path = typer.Option(None, "--png", help="Also draw the confusion matrix and divergences per day."),
 ) -> None:
@@ -123,7 +125,7 @@ def diff(
     with reported_errors():
         catalog = _catalog()
         rule_a, rule_b = catalog.get(name, version_a).rule, catalog.get(name, version_b).rule
-        report = run(_warehouse(), rule_a, rule_b, start=_utc(start), end=_utc(end), sample=sample)
+        report = run(_warehouse(), rule_a, rule_b, axis=axis, start=_utc(start), end=_utc(end), sample=sample)
         values = sorted({v for pair in report.confusion for v in pair}, key=lambda v: (v is None, str(v)))
         matrix = Table(f"v{version_a} \\ v{version_b}", *map(str, values), title=f"{name}: final labels ({report.entities:,} entities)")
         for a in values:

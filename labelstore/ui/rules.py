@@ -14,20 +14,17 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from labelstore.catalog.store import CatalogError, RuleCatalog
-from labelstore.rules.evaluation import RuleEvaluator
 from labelstore.rules.model import LabelRule
 from labelstore.settings import Settings
 from labelstore.warehouse import Warehouse
-from labelstore.offline.backfill import load_states
+from labelstore.offline.diff import AXES, diff, history_states
 from labelstore.offline.history import label_history, state_history
 from labelstore.ui.entities import check_entity_type
 from labelstore.ui.exceptions import ExplorerError, NotFound
 
-AXES = {"known": "recorded_at", "valid": "event_time"}  # axis -> the clock of its divergences
 DIFF_LIMIT_MAX = 1_000  # differing entities listed, at most
 
 
@@ -122,14 +119,7 @@ class StateHistories:
         return cached[1]
 
     def _fold(self, entity_type: str, axis: str) -> pa.Table:
-        declaration = self._warehouse.repository.declarations[entity_type]
-        if axis == "known":
-            return load_states(self._warehouse, declaration)  # kept beside the archive, as backfills use it
-        connection = self._warehouse.connect()
-        try:
-            return state_history(connection, declaration, order="valid", codec=self._warehouse.repository.codec)
-        finally:
-            connection.close()
+        return history_states(self._warehouse, self._warehouse.repository.declarations[entity_type], axis)
 
 
 def rule_diff(warehouse: Warehouse, histories: StateHistories, rule_a: LabelRule, rule_b: LabelRule, *,
@@ -140,48 +130,16 @@ def rule_diff(warehouse: Warehouse, histories: StateHistories, rule_a: LabelRule
         raise ExplorerError(f"limit must be between 1 and {DIFF_LIMIT_MAX}, not {limit}")
     if (rule_a.name, rule_a.entity_type) != (rule_b.name, rule_b.entity_type):
         raise ExplorerError(f"compare two versions of one label, not {rule_a.key} and {rule_b.key}")
-    states = histories.get(rule_a.entity_type, axis)
-    clock = AXES[axis]
-    rows = pa.table({"entity_id": states["entity_id"], "seq": states["seq"], "at": states[clock],
-                     "a": _values(states, rule_a, warehouse), "b": _values(states, rule_b, warehouse)})
-    connection = duckdb.connect()
-    try:
-        connection.execute("SET enable_progress_bar = false")
-        connection.execute("SET TimeZone = 'UTC'")
-        connection.register("rows", rows)
-        return _summarised(connection, rule_a, rule_b, axis, limit)
-    finally:
-        connection.close()
-
-
-def _values(states: pa.Table, rule: LabelRule, warehouse: Warehouse) -> pa.Array:
-    evaluator = RuleEvaluator(warehouse.repository.declarations[rule.entity_type], [rule], threads=2)
-    return evaluator.evaluate_table(states.select(evaluator.fields)).column(0).cast(pa.string())
-
-
-def _summarised(connection: duckdb.DuckDBPyConnection, rule_a: LabelRule, rule_b: LabelRule, axis: str,
-                limit: int) -> dict[str, Any]:
-    connection.execute("""
-        CREATE TEMP TABLE finals AS
-        SELECT entity_id, arg_max(a, seq) AS a, arg_max(b, seq) AS b FROM rows GROUP BY entity_id""")
-    confusion = connection.sql("SELECT a, b, count(*) AS entities FROM finals GROUP BY ALL ORDER BY a, b")
-    connection.execute("""
-        CREATE TEMP TABLE diverged AS
-        SELECT entity_id, min("at") AS first_divergence FROM rows WHERE a IS DISTINCT FROM b GROUP BY entity_id""")
-    differing, first = connection.sql("SELECT count(*), min(first_divergence) FROM diverged").fetchall()[0]
-    by_day = connection.sql("SELECT CAST(first_divergence AS DATE) AS day, count(*) AS entities FROM diverged "
-                            "GROUP BY ALL ORDER BY day")
-    entities = connection.sql(f"""
-        SELECT d.entity_id, d.first_divergence, f.a AS final_a, f.b AS final_b FROM diverged d
-        JOIN finals f USING (entity_id) ORDER BY d.first_divergence, d.entity_id LIMIT {int(limit)}""")
+    report = diff(warehouse, rule_a, rule_b, axis=axis, states=histories.get(rule_a.entity_type, axis), sample=0,
+                  listed=limit)
     return {
         "label": rule_a.name, "entity_type": rule_a.entity_type, "version_a": rule_a.version,
-        "version_b": rule_b.version, "axis": axis, "clock": AXES[axis],
-        "entities": connection.sql("SELECT count(*) FROM finals").fetchall()[0][0],
-        "differing_entities": differing, "first_divergence": first,
-        "confusion": confusion.to_arrow_table().to_pylist(),
-        "divergences_by_day": [{"day": str(day), "entities": n} for day, n in by_day.fetchall()],
-        "differing": entities.to_arrow_table().to_pylist(),
+        "version_b": rule_b.version, "axis": axis, "clock": report.clock, "entities": report.entities,
+        "differing_entities": report.differing_entities, "first_divergence": report.first_divergence,
+        "confusion": [{"a": a, "b": b, "entities": n} for (a, b), n in report.confusion.items()],
+        "divergences_by_day": [{"day": day, "entities": n} for day, n in report.divergences_by_day],
+        "differing": [{"entity_id": d.entity_id, "first_divergence": d.first_divergence, "final_a": d.final_a,
+                       "final_b": d.final_b} for d in report.differing],
     }
 
 

@@ -21,7 +21,7 @@ from labelstore.catalog.activation import ActivationRecord, publish_activation
 from labelstore.catalog.store import RuleCatalog
 from labelstore.declarations import load_declarations
 from labelstore.rules.files import read_rule_file
-from labelstore.offline.asof import as_of
+from labelstore.offline.asof import QueryError, as_of
 from labelstore.offline.backfill import backfill, load_states
 from labelstore.offline.diff import diff
 from labelstore.offline.history import label_history
@@ -138,6 +138,15 @@ def test_diff_of_v1_and_v2_over_the_demo_data(world, tmp_path):
     assert report.differing_entities >= len(flipped)
     assert report.entities == len(final)
     assert len(report.samples) == 3 and all(s.history_a != s.history_b for s in report.samples)
+    assert [d.entity_id for d in report.differing[:3]] == [s.entity_id for s in report.samples]
+
+    # On the valid axis: the states by business time, divergences at the events' times.
+    valid = diff(warehouse, v1, v2, axis="valid", sample=1)
+    assert valid.entities == report.entities and valid.clock == "event_time"
+    event_times = {t for t, in warehouse.connect().execute("SELECT DISTINCT event_time FROM events").fetchall()}
+    assert valid.first_divergence in event_times
+    with pytest.raises(QueryError, match="unknown time axis"):
+        diff(warehouse, v1, v2, axis="business")
     from labelstore.offline.diff import plot
 
     assert plot(report, tmp_path / "diff.png").stat().st_size > 1000
