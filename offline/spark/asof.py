@@ -71,7 +71,7 @@ def as_of_spark(
     entity_type = _one_entity_type(chosen)
     if maturity not in ("all", "mature", "flag"):
         raise QueryError(f"maturity must be all, mature or flag, not {maturity!r}")
-    spark = spark or spark_session()
+    spark = spark or spark_session(warehouse=warehouse)
     register_tables(spark, warehouse)
     from_backfills = {rule.name for rule in chosen if rule.name in (rule_versions or {})}
     query = _Query(spark, warehouse, chosen, entity_type, maturity, from_backfills)

@@ -40,7 +40,7 @@ def backfill_spark(warehouse: Warehouse, rule: LabelRule, *, progress: Progress 
     translated = to_spark_sql(rule)
     declaration = warehouse.repository.declarations[rule.entity_type]
     state_rows = load_states(warehouse, declaration, progress).num_rows
-    spark = spark or spark_session()
+    spark = spark or spark_session(warehouse=warehouse)
     if progress:
         progress(f"evaluating {rule.key} over {state_rows:,} states on Spark", 0.5)
     started = time.perf_counter()

@@ -7,11 +7,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from labelstore.errors import LabelstoreError
+from labelstore.offline.spark.catalog import catalog_config, merged_packages
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from labelstore.settings import SparkSettings
+    from labelstore.warehouse import Warehouse
 
 
 class SparkUnavailableError(LabelstoreError):
@@ -27,9 +29,10 @@ FIXED = {
 }
 
 
-def spark_session(settings: SparkSettings | None = None) -> SparkSession:
+def spark_session(settings: SparkSettings | None = None, *, warehouse: Warehouse | None = None) -> SparkSession:
     """The active session if there is one (a notebook's, a test's), else a new one from ``settings``
-    (default: ``Settings().spark``, i.e. labelstore.yaml's ``spark:`` or ``LABELSTORE_SPARK__*``)."""
+    (default: ``Settings().spark``, i.e. labelstore.yaml's ``spark:`` or ``LABELSTORE_SPARK__*``),
+    with ``warehouse``'s Iceberg catalog (``catalog.catalog_config``) when one is given."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
@@ -48,6 +51,11 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
                .config("spark.driver.memory", settings.driver_memory)
                .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
                .config("spark.ui.showConsoleProgress", "false"))
-    for key, value in {**settings.config, **FIXED}.items():
+    options = {**settings.config, **FIXED}
+    if warehouse is not None:
+        iceberg = catalog_config(warehouse)
+        options = {**iceberg, **options, "spark.jars.packages": merged_packages(
+            iceberg["spark.jars.packages"], settings.config.get("spark.jars.packages"))}
+    for key, value in options.items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -1,10 +1,8 @@
 """The warehouse's tables as Spark temp views: the one function that knows where they are.
 
 ``register_tables`` creates ``events`` and ``label_versions`` with the columns of the DuckDB views
-(``Warehouse.create_views``): the file columns plus the Hive partition columns, as strings
-(``entity_type``/``date``, ``label``/``date``), and ``labels``, each version once. Everything
-else in ``offline.spark`` reads only these views, so pointing them at other storage (Iceberg
-tables through a Spark catalog) changes this module alone.
+(``Warehouse.create_views``): the table columns plus ``date``, the day of ``recorded_at`` as text,
+and ``labels``, each version once. Everything else in ``offline.spark`` reads only these views.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from labelstore.offline.spark.catalog import CATALOG, reads_through_catalog
 from labelstore.warehouse import DATASETS, UTC_MS, Warehouse
 
 if TYPE_CHECKING:
@@ -49,26 +48,25 @@ def spark_ddl(schema: pa.Schema) -> str:
 
 
 def read_dataset(spark: SparkSession, warehouse: Warehouse, dataset: str) -> DataFrame:
-    """A dataset's rows with the DuckDB view's columns; an empty, typed frame before the first file."""
-    if hasattr(warehouse, "data_files"):  # Iceberg tables: the files of their current snapshots
-        return _snapshot_files(spark, warehouse, dataset)
-    schema = dataset_schema(dataset)
-    if not warehouse.has_files(dataset):
-        return spark.createDataFrame([], schema)
-    # Hive-partitioned Parquet. The schema is given, partition columns included, so Spark reads
-    # ``date=2026-01-01`` as the text it is (as DuckDB's hive_types_autocast = false) instead of a date.
-    folder = warehouse.dataset_dir(dataset).as_posix()
-    return spark.read.schema(schema).option("basePath", folder).parquet(folder)
-
-
-def _snapshot_files(spark: SparkSession, warehouse: Warehouse, dataset: str) -> DataFrame:
-    """The data files of the table's current snapshot (append-only tables: no delete files), which
-    hold the partition column; the day reads as ``date``, as Hive folders named it."""
+    """A dataset's rows with the DuckDB view's columns, at the table's current (or pinned) snapshot:
+    through the session's Iceberg catalog when it is this warehouse's, else the snapshot's data
+    files as pyiceberg plans them (local files); an empty, typed frame before the first commit."""
     from pyspark.sql import functions as F
 
     schema, partitions = DATASETS[dataset]
-    files = [path.as_posix() for path in warehouse.data_files(dataset)]
-    columns = spark_ddl(schema) + f", `{partitions[0]}` STRING"
-    rows = spark.read.schema(columns).parquet(*files) if files else spark.createDataFrame([], columns)
+    columns = [*schema.names, partitions[0]]
+    table = warehouse.table(dataset)
+    if table is None or table.current_snapshot() is None:
+        return spark.createDataFrame([], dataset_schema(dataset))
+    if reads_through_catalog(spark, warehouse):
+        reader = spark.read
+        if dataset in warehouse.pinned:
+            reader = reader.option("versionAsOf", str(warehouse.pinned[dataset]))
+        rows = reader.table(f"{CATALOG}.{warehouse.namespace}.{dataset}").select(*columns)
+    else:
+        files = [path.as_posix() for path in warehouse.data_files(dataset)]
+        ddl = spark_ddl(schema) + f", `{partitions[0]}` STRING"
+        rows = spark.read.schema(ddl).parquet(*files) if files else spark.createDataFrame([], ddl)
+    # The day reads as ``date``, as DuckDB's views (and the former Hive folders) name it.
     day = F.date_from_unix_date(F.floor(F.unix_millis("recorded_at") / 86_400_000).cast("int")).cast("string")
     return rows.withColumn("date", day)

@@ -206,3 +206,35 @@ def test_the_cli_asks_spark(world, spark, monkeypatch, tmp_path):
         assert result.exit_code == 0, result.output
     assert pq.read_table(written["spark"]).to_pylist() == pq.read_table(written["duckdb"]).to_pylist()
     assert [row["value"] for row in pq.read_table(written["spark"]).to_pylist()] == ["positive", "negative"]
+
+
+def test_a_session_of_its_own_reads_the_tables_through_icebergs_catalog(world, tmp_path):
+    """Spark's Iceberg runtime and the JDBC catalog over the warehouse's catalog database: the same
+    rows as DuckDB reads, the same answers, and a pinned snapshot read by id."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    warehouse, known = world
+    spine = hard_spine(warehouse, "recorded_at")
+    pq.write_table(spine, tmp_path / "spine.parquet")
+    events = warehouse.table("events")
+    first = min(events.snapshots(), key=lambda s: s.sequence_number).snapshot_id
+    (tmp_path / "pinned.json").write_text(json.dumps({"events": first, "label_versions": warehouse.current_snapshots()[
+        "label_versions"]}))
+    done = subprocess.run([sys.executable, "-m", "tests.spark.catalog_process", str(warehouse.root), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    connection = warehouse.connect()
+    expected_counts = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                       for table in ("events", "label_versions")}
+    assert json.loads((tmp_path / "counts.json").read_text()) == expected_counts
+    answer = pq.read_table(tmp_path / "answer.parquet")
+    assert answer.to_pylist() == as_of(warehouse, ["fraud", "manual_review"], spine=spine, known_at="ts").to_pylist()
+    pinned = warehouse.at(json.loads((tmp_path / "pinned.json").read_text()))
+    assert pq.read_table(tmp_path / "pinned.parquet").to_pylist() == as_of(
+        pinned, "fraud", spine=spine, known_at="ts").to_pylist()
