@@ -104,19 +104,20 @@ def generate_versions(root: Path, entities: int, versions: int, seed: int) -> di
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     first = np.zeros(versions, dtype=bool)
     first[starts[counts > 0]] = True
+    at_start = np.minimum(starts, versions - 1)  # entities without versions at the end start past it; repeated 0 times
     # recorded_at: an entity's first version at a random time over 60 days, then exponential gaps
     # (mean 2 days); 5% of later versions share the previous one's time (same broker batch).
     gaps = rng.exponential(2 * DAY_MS, size=versions).astype(np.int64) + 1
     gaps[~first & (rng.random(versions) < 0.05)] = 0
     gaps[first] = rng.integers(0, 60 * DAY_MS, size=int(first.sum()))  # from T0: keeps the sums small
     running = np.cumsum(gaps)
-    recorded_at = T0_MS + running - np.repeat(running[starts] - gaps[starts], counts)
+    recorded_at = T0_MS + running - np.repeat(running[at_start] - gaps[at_start], counts)
     event_time = recorded_at - rng.integers(0, 60_000, size=versions)
     # Values change on every version (a version is emitted only on change): 0 NULL, 1 positive, 2 negative.
     steps = rng.integers(1, 3, size=versions)
     steps[first] = rng.integers(1, 3, size=int(first.sum()))
     codes_running = np.cumsum(steps)
-    codes = (codes_running - np.repeat(codes_running[starts] - steps[starts], counts)) % 3
+    codes = (codes_running - np.repeat(codes_running[at_start] - steps[at_start], counts)) % 3
     codes[first] = steps[first]
     previous = np.zeros(versions, dtype=np.int64)
     previous[1:] = codes[:-1]
