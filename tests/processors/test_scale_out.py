@@ -272,7 +272,8 @@ def test_workers_join_and_leave_under_load_and_state_follows_the_partitions(clus
         checked, wrong, examples = chaos_checks.endpoint_mismatches(
             [w.url for w in fleet.alive()], last, sample=1_000, seed=3, settle_s=30)
     finally:
-        steady.stop() if steady.is_alive() else None
+        if steady.is_alive():
+            steady.stop()
         fleet.stop()
     print(f"\n{BACKLOG + steady.published:,} events; handovers: "
           + "; ".join(f"{name}: {len(tps)} partitions moved" for name, tps in handovers)
