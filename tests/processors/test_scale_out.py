@@ -7,7 +7,8 @@ changelog). Probe orders, one per partition, take a step after each rebalance wh
 on the state folded before it: a new owner that had not recovered that state would emit nothing
 or the wrong previous value. At the end the label versions, deduplicated by ``version_id``, equal
 an uninterrupted re-fold of the same log (``processors.refold``), and every worker's endpoint
-answers each entity's last version.
+answers each entity's last version. A worker that exits by itself fails the test with its log:
+no supervisor restarts it here.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class Fleet:
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.settings, self.log_dir = settings, log_dir
         self.workers: list[WorkerProcess] = []
+        self.retired: set[WorkerProcess] = set()  # stopped or killed on purpose
 
     def add(self) -> WorkerProcess:
         processor = self.settings.processor.model_copy(update={"web_port": free_port()})
@@ -103,6 +105,23 @@ class Fleet:
 
     def alive(self) -> list[WorkerProcess]:
         return [w for w in self.workers if w.process is not None and w.process.poll() is None]
+
+    def retire(self, worker: WorkerProcess, *, kill: bool = False) -> None:
+        self.retired.add(worker)
+        if kill:
+            worker.kill()
+        else:
+            worker.stop()
+
+    def restart(self, worker: WorkerProcess) -> None:
+        self.retired.discard(worker)
+        worker.start()
+
+    def assert_none_died(self) -> None:
+        """A worker that exits by itself is a failure here, whatever a supervisor would do next."""
+        for worker in self.workers:
+            if worker not in self.retired:
+                worker.assert_alive()
 
     def explain(self) -> None:
         for worker in self.alive():
@@ -143,6 +162,7 @@ def readiness(worker: WorkerProcess) -> set[tuple[str, int]] | None:
 def settled(settings: Settings, fleet: Fleet) -> dict[WorkerProcess, set[tuple[str, int]]] | None:
     """Each live worker's partitions once the group has one member per live worker, every event
     partition has exactly one owner, and every worker is ready and owns what the coordinator says."""
+    fleet.assert_none_died()
     try:
         members = group_assignments(settings)
     except KafkaException as exc:  # the coordinator is not known or loading yet (a three-node cluster)
@@ -181,8 +201,8 @@ def probe_orders(partitions: int) -> dict[int, str]:
 class Probes:
     """Orders whose next label depends on the state folded before each rebalance."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, fleet: Fleet) -> None:
+        self.settings, self.fleet = settings, fleet
         self.orders = probe_orders(settings.kafka.partitions)
         self.step = 0
 
@@ -205,6 +225,7 @@ class Probes:
         at_ms = int(at.timestamp() * 1000)
 
         def arrived() -> bool:
+            self.fleet.assert_none_died()
             seen = {(v.entity_id, v.previous_value, v.value) for v in label_versions(self.settings)
                     if v.entity_type == "order" and v.event_time == at_ms}
             return all((order, *change) in seen for order in self.orders.values())
@@ -232,7 +253,8 @@ def test_workers_join_and_leave_under_load_and_state_follows_the_partitions(clus
     events = generate(40_000, 8_000, seed=31)
     with Publisher(settings, source="scale-out") as publisher:
         publisher.publish_many(list(itertools.islice(events, BACKLOG)))
-    fleet, steady, probes = Fleet(settings, tmp_path), SteadyEvents(settings, events, RATE), Probes(settings)
+    fleet, steady = Fleet(settings, tmp_path), SteadyEvents(settings, events, RATE)
+    probes = Probes(settings, fleet)
     handovers: list[tuple[str, set]] = []
     try:
         fleet.add()
@@ -251,19 +273,19 @@ def test_workers_join_and_leave_under_load_and_state_follows_the_partitions(clus
 
         rebalance("second worker joins", fleet.add)
         rebalance("third worker joins", fleet.add)
-        rebalance("first worker stopped (SIGTERM)", lambda: fleet.workers[0].stop())
+        rebalance("first worker stopped (SIGTERM)", lambda: fleet.retire(fleet.workers[0]))
         killed = fleet.workers[1]
         killed_partitions = owners[killed]
         at_kill: dict = {}
 
         def kill() -> None:
-            killed.kill()
+            fleet.retire(killed, kill=True)
             # Nobody commits for the dead member's partitions until its session times out.
             at_kill.update(committed_offsets(settings))
 
         rebalance("second worker killed (SIGKILL)", kill)
         steady.stop()
-        rebalance("first worker restarted", lambda: fleet.workers[0].start())
+        rebalance("first worker restarted", lambda: fleet.restart(fleet.workers[0]))
         expected = uninterrupted_versions(settings)
         wait_for(lambda: {v.version_id for v in label_versions(settings)} >= set(expected), timeout=120, interval=2)
         emitted = chaos_checks.emitted_versions(settings)
