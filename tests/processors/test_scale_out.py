@@ -31,7 +31,6 @@ from confluent_kafka.admin import AdminClient
 
 from labelstore.events.admin import ensure_topics
 from labelstore.events.publisher import Publisher
-from labelstore.labels import LabelVersion
 from labelstore.localkafka import LocalKafkaCluster
 from labelstore.localkafka.cluster import free_port
 from labelstore.processors.refold import uninterrupted_versions
@@ -286,13 +285,7 @@ def test_workers_join_and_leave_under_load_and_state_follows_the_partitions(clus
         rebalance("second worker killed (SIGKILL)", kill)
         steady.stop()
         rebalance("first worker restarted", lambda: fleet.restart(fleet.workers[0]))
-        expected = uninterrupted_versions(settings)
-        wait_for(lambda: {v.version_id for v in label_versions(settings)} >= set(expected), timeout=120, interval=2)
-        emitted = chaos_checks.emitted_versions(settings)
-        findings = chaos_checks.compare_versions(expected, emitted)
-        last = chaos_checks.last_versions(expected)
-        checked, wrong, examples = chaos_checks.endpoint_mismatches(
-            [w.url for w in fleet.alive()], last, sample=1_000, seed=3, settle_s=30)
+        emitted, findings, (checked, wrong, examples) = compare_with_refold(settings, fleet)
     finally:
         if steady.is_alive():
             steady.stop()
@@ -304,6 +297,16 @@ def test_workers_join_and_leave_under_load_and_state_follows_the_partitions(clus
     assert (findings.lost, findings.extra, findings.different) == (0, 0, 0), findings.examples
     assert_duplicates_bounded(settings, emitted, killed_partitions, at_kill, len(handovers))
     assert wrong == 0 and checked > 0, examples
+
+
+def compare_with_refold(settings: Settings, fleet: Fleet):
+    """The versions emitted against an uninterrupted re-fold of the log, and the endpoints' answers."""
+    expected = uninterrupted_versions(settings)
+    wait_for(lambda: {v.version_id for v in label_versions(settings)} >= set(expected), timeout=120, interval=2)
+    emitted = chaos_checks.emitted_versions(settings)
+    endpoint = chaos_checks.endpoint_mismatches([w.url for w in fleet.alive()], chaos_checks.last_versions(expected),
+                                                sample=1_000, seed=3, settle_s=30)
+    return emitted, chaos_checks.compare_versions(expected, emitted), endpoint
 
 
 def assert_duplicates_bounded(settings: Settings, emitted, killed_partitions: set, at_kill: dict, handovers: int) -> None:
