@@ -36,7 +36,9 @@ def consumer_state(app: Any) -> dict[str, Any]:
             "standby_tps": _tps(recovery.standby_tps),
             "active_offsets": _offsets(recovery.active_offsets),
             "active_highwaters": _offsets(recovery.active_highwaters),
-            "buffered_changelog_records": {_tp(tp): len(buffer) for tp, buffer in recovery.buffers.items() if buffer},
+            # Faust keys its recovery buffers by table, not by partition.
+            "buffered_changelog_records": {getattr(table, "name", str(table)): len(buffer)
+                                           for table, buffer in recovery.buffers.items() if buffer},
             "changelog_queue": app.tables.changelog_queue.qsize(),
         },
         "intakes": {topic: len(intake) for topic, intake in app.intakes.items()},

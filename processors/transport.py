@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
@@ -121,9 +122,30 @@ class Consumer(faust_aiokafka.Consumer):
         return rewound
 
     def _seek_event_partition(self, tp: Any, offset: int) -> None:
-        self._thread.seek(tp, offset)  # as Faust's own seek does, from this thread
+        self._on_consumer_thread(self._seek_if_assigned, tp, offset)
         self._read_offset[tp] = None
         self._expected[tp] = offset
+
+    def _seek_if_assigned(self, tp: Any, offset: int) -> None:
+        try:
+            self._thread.seek(tp, offset)
+        except IllegalStateError:
+            pass  # revoked before the seek ran: its next owner starts from the committed offset
+
+    def _on_consumer_thread(self, function: Callable[..., None], *args: Any) -> None:
+        """Run ``function`` on the thread aiokafka's consumer runs on, between its fetcher's steps.
+
+        aiokafka's seek drops the partition's fetched records from a dict that ``fetched_records``
+        walks on that thread; called from this one (as Faust calls it), the two raced: a KeyError
+        in ``fetched_records`` ended workers (seen on a worker joining a group, and after a pause).
+        Not waited for: the consumer thread may itself be waiting on this loop during a rebalance.
+        Records fetched before the seek runs are dropped by ``_expected`` (``_drain_messages``); a
+        record handed over twice at the seek's offset is skipped by the fold as a replay."""
+        loop = getattr(self._thread, "thread_loop", None)
+        if loop is None or not loop.is_running():
+            function(*args)
+        else:
+            loop.call_soon_threadsafe(function, *args)
 
     async def perform_seek(self) -> None:
         """Faust's seek to the committed offsets, made exact for the event partitions.

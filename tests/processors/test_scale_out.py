@@ -165,7 +165,8 @@ def settled(settings: Settings, fleet: Fleet) -> dict[WorkerProcess, set[tuple[s
     try:
         members = group_assignments(settings)
     except KafkaException as exc:  # the coordinator is not known or loading yet (a three-node cluster)
-        if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_COORDINATOR:
+        if not exc.args[0].retriable() and exc.args[0].code() not in (KafkaError.NOT_COORDINATOR,
+                                                                      KafkaError.COORDINATOR_LOAD_IN_PROGRESS):
             raise
         return None
     owners = Counter(tp for member in members for tp in member)
