@@ -126,13 +126,48 @@ def test_the_consumer_rewinds_only_assigned_partitions_it_handed_over_past_the_d
     seeks = []
     consumer = SimpleNamespace(assignment=lambda: {"a", "b", "c"}, _read_offset={"a": 10, "b": 3}, _expected={},
                                _thread=SimpleNamespace(seek=lambda tp, offset: seeks.append((tp, offset))))
-    consumer._seek_event_partition = lambda tp, offset: Consumer._seek_event_partition(consumer, tp, offset)
+    _delegate(consumer, Consumer)
     # a: handed over up to 10, 7 dropped -> back to 7; b: a seek went back to 3 already; c: position unknown;
     # d: not assigned any more
     rewound = Consumer.rewind(consumer, {"a": 7, "b": 5, "c": 1, "d": 2})
     assert rewound == {"a": 7} and seeks == [("a", 7)]
     # until offset 7 comes back, what comes of "a" was fetched before the seek
     assert consumer._read_offset["a"] is None and consumer._expected == {"a": 7}
+
+
+def test_a_seek_runs_on_the_consumer_thread_not_on_the_callers():
+    """aiokafka's fetcher walks its fetched records on the consumer's thread; a seek from another
+    thread raced it (KeyError in fetched_records)."""
+    import asyncio
+    import threading
+
+    from labelstore.processors.transport import Consumer
+
+    loop = asyncio.new_event_loop()
+    consumer_thread = threading.Thread(target=loop.run_forever, daemon=True)
+    consumer_thread.start()
+    ran = threading.Event()
+    seeks = []
+
+    def seek(tp, offset):
+        seeks.append((tp, offset, threading.current_thread()))
+        ran.set()
+
+    consumer = SimpleNamespace(assignment=lambda: {"a"}, _read_offset={"a": 10}, _expected={},
+                               _thread=SimpleNamespace(seek=seek, thread_loop=loop))
+    _delegate(consumer, Consumer)
+    try:
+        assert Consumer.rewind(consumer, {"a": 4}) == {"a": 4}
+        assert ran.wait(5)
+        assert seeks == [("a", 4, consumer_thread)]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        consumer_thread.join(5)
+
+
+def _delegate(consumer, cls) -> None:
+    for name in ("_seek_event_partition", "_seek_if_assigned", "_on_consumer_thread"):
+        setattr(consumer, name, getattr(cls, name).__get__(consumer))
 
 
 def test_a_batch_of_a_worker_behind_waits_within_its_time_for_more_messages():
