@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import uuid4
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,7 +106,13 @@ def backfilled(warehouse: Warehouse, name: str, version: int) -> Path | None:
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:
+    # A temporary name of its own per writer: two readers folding the same history at once (the
+    # explorer's threads, a notebook) each rename a whole file; with one shared name, the second
+    # rename found the first had taken the file away.
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, temporary, compression="zstd")
-    os.replace(temporary, path)
+    temporary = path.with_name(f".{path.name}.{uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, temporary, compression="zstd")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
