@@ -133,6 +133,10 @@ class Watchdog:
         self.app, self.progress, self._end_offsets = app, progress, end_offsets
         self.stall_timeout_s = stall_timeout_s
         self.assessment = Assessment(checked_at=time.monotonic())
+        # When the event loop last started a check: what says it runs. A check's assessment comes
+        # only after the brokers answered, seconds later on a loaded machine (an idle worker with
+        # an 8 s stall timeout was once taken for a blocked one).
+        self.loop_ran_at = time.monotonic()
         self.work_since: float | None = None  # when the current stretch of work began
         self.on_stall = on_stall or _exit_stalled
         self._stopped = threading.Event()
@@ -143,6 +147,7 @@ class Watchdog:
     # -- on the event loop
     async def check(self) -> None:
         self._checked = True
+        self.loop_ran_at = time.monotonic()
         assessment = Assessment(checked_at=time.monotonic(), recovering=_recovering(self.app))
         if assessment.recovering:
             # A recovery moves when its active changelog offsets do; fetching other partitions
@@ -188,8 +193,8 @@ class Watchdog:
             if now - since > self.stall_timeout_s:
                 work = "recovering state" if self.assessment.recovering else f"lagging {self.assessment.lagging}"
                 return now - since, f"no progress while {work}"
-        if now - self.assessment.checked_at > self.stall_timeout_s:
-            return now - self.assessment.checked_at, "the event loop has not run a check"
+        if now - self.loop_ran_at > self.stall_timeout_s:
+            return now - self.loop_ran_at, "the event loop has not run a check"
         return None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -218,7 +223,7 @@ class Watchdog:
                 # suspended VM). Not a stall of its own; judge the time since it resumed.
                 log.warning("the worker did not run for %.0f s; resuming the stall clock", now - last)
                 self.progress.moved()
-                self.assessment.checked_at = now
+                self.assessment.checked_at = self.loop_ran_at = now
             last = now
             stalled = self.stalled_for()
             if stalled is not None:
