@@ -33,7 +33,14 @@ def libs_dir(settings: LocalKafkaSettings) -> Path:
 
 def ensure_kafka_libs(settings: LocalKafkaSettings) -> Path:
     """The folder of Kafka's jars, fetched with Maven the first time."""
-    target = libs_dir(settings)
+    pom = files("labelstore.localkafka").joinpath("pom.xml").read_text()
+    return fetch_maven_libs(pom.replace("@KAFKA_VERSION@", settings.version), libs_dir(settings),
+                            expect="kafka_2.13-*.jar", what=f"Apache Kafka {settings.version}")
+
+
+def fetch_maven_libs(pom: str, target: Path, *, expect: str, what: str) -> Path:
+    """``target``, holding the runtime jars of the dependencies ``pom`` lists (one of them named like
+    ``expect``), copied there by Maven the first time."""
     if (target / COMPLETE_MARKER).exists():
         return target
     mvn = require_tool("mvn")
@@ -41,16 +48,15 @@ def ensure_kafka_libs(settings: LocalKafkaSettings) -> Path:
     # Fetch into a temporary folder and rename: an interrupted fetch never looks complete.
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         scratch_path = Path(scratch)
-        pom = files("labelstore.localkafka").joinpath("pom.xml").read_text()
-        (scratch_path / "pom.xml").write_text(pom.replace("@KAFKA_VERSION@", settings.version))
+        (scratch_path / "pom.xml").write_text(pom)
         fetched = scratch_path / "libs"
         command = [mvn, "-q", "-B", "-f", str(scratch_path / "pom.xml"), "dependency:copy-dependencies",
                    f"-DoutputDirectory={fetched}", "-DincludeScope=runtime"]
         done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0 or not any(fetched.glob("kafka_2.13-*.jar")):
+        if done.returncode != 0 or not any(fetched.glob(expect)):
             tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise LocalKafkaError(f"Maven could not fetch Apache Kafka {settings.version}:\n{tail}")
-        (fetched / COMPLETE_MARKER).write_text(settings.version)
+            raise LocalKafkaError(f"Maven could not fetch {what}:\n{tail}")
+        (fetched / COMPLETE_MARKER).write_text(what)
         shutil.rmtree(target, ignore_errors=True)
         fetched.rename(target)
     return target
