@@ -201,7 +201,8 @@ class Warehouse:
         offsets: dict[str, dict[int, int]] = {}
         for fact in known:
             offsets.update(fact.offsets)
-        completes = [f.complete_through_ms for f in facts.values()]
+        # A table without a snapshot yet (read between the first commit's two tables) is complete through nothing.
+        completes = [f.complete_through_ms if f is not None else None for f in facts.values()]
         return Commit(max(f.commit for f in known), offsets,
                       None if None in completes else min(completes),
                       {dataset: f.snapshot_id for dataset, f in facts.items() if f is not None},
