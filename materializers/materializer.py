@@ -23,6 +23,7 @@ from labelstore.errors import LabelstoreError
 from labelstore.settings import Settings
 from labelstore.repository import RepositoryWatch
 from labelstore.warehouse import DATASETS, Warehouse
+from labelstore.materializers.columns import EventColumns
 from labelstore.materializers.commits import CommitLog
 from labelstore.materializers.metrics import MaterializerMetrics
 from labelstore.materializers.rows import Batch, RowMaker
@@ -52,6 +53,7 @@ class Materializer:
         self.rows = RowMaker({e: topics.events_topic(e) for e in declarations}, declarations,
                              validate_payloads=settings.processor.validate_payloads, codec=settings.repository.codec,
                              watch=RepositoryWatch(settings.repository), limits=Limits.of(settings.processor))
+        self.columns = EventColumns(self.rows.admission)
 
     def run(self, *, until_caught_up: bool = False, should_stop: Callable[[], bool] = lambda: False,
             on_commit: Callable[[MaterializerStats], None] | None = None) -> MaterializerStats:
@@ -71,11 +73,7 @@ class Materializer:
             targets = end_offsets(self.settings, {t: list(ps) for t, ps in positions.items()}) if until_caught_up else None
             batch, started = Batch(), time.monotonic()
             while not should_stop():
-                for message in consumer.consume(10_000, timeout=0.2):
-                    if message.error():
-                        raise KafkaException(message.error())
-                    self._add(batch, message)
-                    positions[message.topic()][message.partition()] = message.offset() + 1
+                self._add_all(batch, consumer.consume(10_000, timeout=0.2), positions)
                 caught_up = targets is not None and _reached(consumer, positions, targets)
                 due = time.monotonic() - started >= self.settings.warehouse.flush_interval_s
                 full = batch.records >= self.settings.warehouse.flush_records
@@ -105,12 +103,39 @@ class Materializer:
     def _idle_at_end(self, consumer: Consumer, positions: dict[str, dict[int, int]]) -> bool:
         return _complete_through(consumer, positions) is not None
 
-    def _add(self, batch: Batch, message) -> None:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        if topic == self.versions_topic:
-            made = self.rows.label_version(message.value())
-        else:
-            made = self.rows.event(topic, partition, offset, message.timestamp()[1], message.key(), message.value())
+    def _add_all(self, batch: Batch, messages: list, positions: dict[str, dict[int, int]]) -> None:
+        """Label versions one by one; each topic's events of this fetch together (``EventColumns``)."""
+        fetched: dict[str, tuple[list, ...]] = {}
+        for message in messages:
+            if message.error():
+                raise KafkaException(message.error())
+            topic = message.topic()
+            if topic == self.versions_topic:
+                partition, offset = message.partition(), message.offset()
+                self._add(batch, topic, partition, offset, self.rows.label_version(message.value()))
+                positions[topic][partition] = offset + 1
+                continue
+            lists = fetched.get(topic)
+            if lists is None:
+                lists = fetched[topic] = ([], [], [], [], [])
+            lists[0].append(message.partition())
+            lists[1].append(message.offset())
+            lists[2].append(message.timestamp()[1])
+            lists[3].append(message.key())
+            lists[4].append(message.value())
+        for topic, (partitions, offsets, timestamps, keys, values) in fetched.items():
+            archived, left = self.columns.rows(topic, self.rows.entity_types[topic], partitions, offsets, timestamps,
+                                               keys, values)
+            for made in archived:
+                batch.add_table(made.folder, made.table, topic, made.covers)
+            for index in left.tolist():
+                self._add(batch, topic, partitions[index], offsets[index],
+                          self.rows.event(topic, partitions[index], offsets[index], timestamps[index], keys[index],
+                                          values[index]))
+            for partition, offset in zip(partitions, offsets, strict=True):
+                positions[topic][partition] = offset + 1
+
+    def _add(self, batch: Batch, topic: str, partition: int, offset: int, made) -> None:
         if made is None:
             self.stats.skipped += 1  # bad input: the processor routes it to the dead-letter topic
             self.metrics.skipped.inc()

@@ -28,6 +28,7 @@ class Batch:
     """Rows waiting for the next commit (tuples in their dataset's column order), and the offsets they cover."""
 
     rows: dict[Folder, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    made: dict[Folder, list[pa.Table]] = field(default_factory=lambda: defaultdict(list))  # rows made as columns
     covers: dict[Folder, dict[str, dict[int, list[int]]]] = field(default_factory=lambda: defaultdict(dict))
     records: int = 0
     skipped: int = 0
@@ -38,17 +39,31 @@ class Batch:
         span = spans[topic].get(partition) if topic in spans else None
         if span is None:
             spans.setdefault(topic, {})[partition] = [offset, offset]
-        else:
+        elif offset > span[1]:
             span[1] = offset
+        elif offset < span[0]:  # a record decided one by one after later ones of its fetch went in as columns
+            span[0] = offset
         self.records += 1
+
+    def add_table(self, folder: Folder, table: pa.Table, topic: str, covers: Mapping[int, tuple[int, int]]) -> None:
+        self.made[folder].append(table)
+        spans = self.covers[folder].setdefault(topic, {})
+        for partition, (first, last) in covers.items():
+            span = spans.get(partition)
+            spans[partition] = [first, last] if span is None else [min(span[0], first), max(span[1], last)]
+        self.records += table.num_rows
 
     def tables(self) -> list[tuple[str, dict[str, str], pa.Table, dict[str, dict[int, tuple[int, int]]]]]:
         result = []
-        for (dataset, partition), rows in sorted(self.rows.items()):
+        for dataset, partition in sorted(self.rows.keys() | self.made.keys()):
             schema, _ = DATASETS[dataset]
-            # Column by column: building Arrow from one dict per row cost 2 us a record.
-            columns = [pa.array(column, type=kind) for column, kind in zip(zip(*rows), schema.types, strict=True)]
-            table = pa.Table.from_arrays(columns, schema=schema).sort_by(_SORT_KEYS[dataset])
+            parts = list(self.made.get((dataset, partition), ()))
+            rows = self.rows.get((dataset, partition))
+            if rows:
+                # Column by column: building Arrow from one dict per row cost 2 us a record.
+                columns = [pa.array(column, type=kind) for column, kind in zip(zip(*rows), schema.types, strict=True)]
+                parts.append(pa.Table.from_arrays(columns, schema=schema))
+            table = pa.concat_tables(parts).sort_by(_SORT_KEYS[dataset])
             covers = {t: {p: (a, b) for p, (a, b) in ps.items()} for t, ps in self.covers[(dataset, partition)].items()}
             result.append((dataset, dict(partition), table, covers))
         return result
