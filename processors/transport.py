@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -48,6 +48,7 @@ class Consumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                self._fetched_changelogs = FetchedChangelogs({})
                 messages = self.getmany(timeout=1.0)
                 await self.sleep(0)
                 if self.should_stop:
@@ -58,6 +59,8 @@ class Consumer(faust_aiokafka.Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     offset, last = message.offset, read_offset[tp]
+                    if not self._fetched_changelogs.take(tp, offset):
+                        continue  # after a dropped record of its partition: fetched again, in order
                     if last is not None and offset < last:
                         continue  # already handed over before a seek
                     if last and offset - last > 1 and acks_enabled_for(message.topic):
@@ -77,6 +80,7 @@ class Consumer(faust_aiokafka.Consumer):
                             del expected[tp]
                         intake.put(message)
                     read_offset[tp] = offset
+                self._rewind_changelogs(self._fetched_changelogs.dropped())
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -102,6 +106,52 @@ class Consumer(faust_aiokafka.Consumer):
         # The generation whose seek to the committed offsets is done: before it, an agent takes
         # nothing (``processors.batches``).
         self.seeked_generation: int | None = None
+        self._fetched_changelogs = FetchedChangelogs({})
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        records, active_partitions = await super()._wait_next_records(timeout)
+        changelogs = self.app.tables.changelog_topics
+        self._fetched_changelogs = FetchedChangelogs(
+            {tp: batch for tp, batch in (records or {}).items() if tp.topic in changelogs})
+        return records, active_partitions
+
+    def _rewind_changelogs(self, dropped: dict[Any, tuple[int, int]]) -> None:
+        """Fetch again the changelog records Faust's ``getmany`` took from aiokafka and dropped.
+
+        aiokafka moves a partition past the records it returns; Faust's ``getmany`` then hands
+        over only those of partitions in its active set, while the flow is open and the generation
+        unchanged, and drops the rest. Event partitions are sought to their committed offsets after
+        every rebalance, so nothing of theirs is lost; a changelog partition is sought only when its
+        recovery starts. A fetch still waiting when a rebalance began returns once the new
+        assignment is made, and it filters by Faust's active set, which is empty from the moment
+        Faust pauses every partition of the new assignment until the recovery resumes the active
+        ones: it returns every partition's records, the changelogs the recovery had just sought
+        to their start among them, and Faust drops them (the flow is still stopped). Seen in the
+        scale-out test: a worker taking over a partition at a graceful handover waited for minutes
+        on a changelog partition of which it never received a record, its position at the end."""
+        for tp, (first, last) in dropped.items():
+            self._on_consumer_thread(self._rewind_changelog, tp, first, last)
+
+    def _rewind_changelog(self, tp: Any, first: int, last: int) -> None:
+        """On the consumer's thread, so that nothing is fetched for ``tp`` between the check and the seek."""
+        position = self._fetch_position(tp)
+        if position is None or position <= last:
+            return  # revoked, or sought since to where the recovery wants it
+        try:
+            self._thread.seek(tp, first)
+        except IllegalStateError:
+            return
+        # Routine at a rebalance (most often before the recovery's own seek, which then wins).
+        log.info("changelog %s/%s: records %d-%d were fetched and dropped; fetching them again",
+                 tp.topic, tp.partition, first, last)
+
+    def _fetch_position(self, tp: Any) -> int | None:
+        """Where aiokafka fetches ``tp`` next (None if unassigned or not known yet); on the consumer's thread."""
+        consumer = getattr(self._thread, "_consumer", None)
+        subscription = consumer._subscription.subscription if consumer is not None else None
+        assignment = subscription.assignment if subscription is not None else None
+        state = assignment.state_value(tp) if assignment is not None else None
+        return state.position if state is not None and state.has_valid_position else None
 
     def rewind(self, dropped: dict[Any, int]) -> dict[Any, int]:
         """Fetch again from ``dropped[tp]``, the first of ``tp``'s messages that were handed over
@@ -186,6 +236,39 @@ class Consumer(faust_aiokafka.Consumer):
         # Suspended (back-pressure or a paused flow): finish it as Faust does, abandoning it if
         # the flow is suspended for a rebalance meanwhile.
         await self.wait_first(_Resumed(handing_over, waiting_for), self.suspend_flow.wait())
+
+
+class FetchedChangelogs:
+    """The changelog records of one fetched batch, and how far each partition's were handed over.
+
+    A partition's records are handed over only in log order from the first: once one is missing
+    (dropped by Faust's ``getmany``), the later ones are dropped too and the partition is fetched
+    again from the first missing. A recovery skips a record at or below the last offset it has
+    seen, so an earlier record coming after a later one would be lost for good."""
+
+    __slots__ = ("_offsets", "_next", "_broken")
+
+    def __init__(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        self._offsets = {tp: [record.offset for record in batch] for tp, batch in records.items() if batch}
+        self._next = dict.fromkeys(self._offsets, 0)
+        self._broken: set = set()
+
+    def take(self, tp: Any, offset: int) -> bool:
+        """Whether the record of ``tp`` at ``offset`` may be handed over (always, for other partitions)."""
+        offsets = self._offsets.get(tp)
+        if offsets is None:
+            return True
+        position = self._next[tp]
+        if tp in self._broken or position >= len(offsets) or offsets[position] != offset:
+            self._broken.add(tp)
+            return False
+        self._next[tp] = position + 1
+        return True
+
+    def dropped(self) -> dict[Any, tuple[int, int]]:
+        """Each partition's first and last record not handed over."""
+        return {tp: (offsets[self._next[tp]], offsets[-1]) for tp, offsets in self._offsets.items()
+                if self._next[tp] < len(offsets)}
 
 
 class _Resumed:
