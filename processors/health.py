@@ -32,6 +32,7 @@ log = logging.getLogger("labelstore.health")
 STALLED_EXIT_CODE = 71
 CHECK_EVERY_S = 5.0
 FROZEN_AFTER_S = 5.0  # the judge sleeps 1 s; a much longer gap means the process was frozen
+NUDGE_AFTER_S = 30.0  # Faust warns of a recovery partition that received nothing after 30 s
 
 
 @dataclass
@@ -143,6 +144,10 @@ class Watchdog:
         self._judging: threading.Thread | None = None
         self._checked = False  # judged only once the event loop ran a first check
         self._recovered_through = 0  # the sum of the recovery's changelog offsets at the last check
+        # A recovery quiet this long while its changelogs have records it has not read is given
+        # them again (``nudge_recovery``), well before the stall timeout ends the worker.
+        self.nudge_after_s = min(NUDGE_AFTER_S, stall_timeout_s / 4)
+        self._recovery_quiet_since = time.monotonic()
 
     # -- on the event loop
     async def check(self) -> None:
@@ -157,6 +162,12 @@ class Watchdog:
             if recovered_through != self._recovered_through:
                 self._recovered_through = recovered_through
                 self.progress.moved()
+                self._recovery_quiet_since = assessment.checked_at
+            elif not self.assessment.recovering:
+                self._recovery_quiet_since = assessment.checked_at
+            elif assessment.checked_at - self._recovery_quiet_since >= self.nudge_after_s:
+                self._recovery_quiet_since = assessment.checked_at
+                nudge_recovery(self.app, quiet_s=self.nudge_after_s)
         try:
             assessment.lag = await self._lag()
         except Exception as exc:  # noqa: BLE001  (brokers unreachable: no assessment on lag, keep checking)
@@ -252,6 +263,31 @@ def readiness(app: Any) -> tuple[bool, dict[str, Any]]:
     return ready, {"ready": ready, "rebalancing": bool(app.rebalancing), "recovering": bool(recovery.in_recovery),
                    "assigned": sorted(f"{tp.topic}/{tp.partition}" for tp in _assignment(app)
                                       if tp.topic in app.intakes)}
+
+
+def nudge_recovery(app: Any, *, quiet_s: float = 0.0) -> dict[str, int]:
+    """Fetch again, from the record the recovery needs next, each active changelog partition whose
+    highwater it has not reached; returns them with that offset.
+
+    Faust's recovery waits for records that a fetch hands over; it never asks for them again.
+    Records fetched and then dropped (by Faust's ``getmany`` while the flow is stopped or the
+    partition paused, by a clear of its changelog queue) left it waiting until the stall timeout
+    ended the worker. A seek to the next record it needs is safe at any moment: what it has seen
+    again is skipped."""
+    recovery, consumer = app.tables.recovery, app.consumer
+    if not recovery.in_recovery or not hasattr(consumer, "reread"):
+        return {}
+    nudged = {}
+    for tp in sorted(recovery.active_tps):
+        highwater, offset = recovery.active_highwaters.get(tp), recovery.active_offsets.get(tp)
+        if highwater is None or offset is None or offset >= highwater:
+            continue
+        consumer.reread(tp, max(offset + 1, 0))
+        nudged[f"{tp.topic}/{tp.partition}"] = max(offset + 1, 0)
+    if nudged:
+        log.warning("the state recovery has not moved for %.0f s with changelog records left to read: "
+                    "fetching them again from %s", quiet_s, nudged)
+    return nudged
 
 
 def _recovering(app: Any) -> bool:

@@ -171,6 +171,12 @@ class Consumer(faust_aiokafka.Consumer):
             rewound[tp] = offset
         return rewound
 
+    def reread(self, tp: Any, offset: int) -> None:
+        """Fetch changelog partition ``tp`` again from ``offset``, and hand it over (``health.nudge_recovery``)."""
+        self.resume_partitions({tp})
+        self._read_offset[tp] = None
+        self._on_consumer_thread(self._seek_if_assigned, tp, offset)
+
     def _seek_event_partition(self, tp: Any, offset: int) -> None:
         self._on_consumer_thread(self._seek_if_assigned, tp, offset)
         self._read_offset[tp] = None

@@ -167,3 +167,49 @@ def test_a_short_pause_holds_nothing():
     guard = FreezeGuard(session_timeout_s=10.0, current_generation=lambda: 1)
     guard.last_tick -= 7.0
     assert guard.may_write(1)
+
+
+class Rereading:
+    """The consumer's side of a nudge: which changelog partitions it was asked to fetch again, from where."""
+
+    def __init__(self):
+        self.rereads = []
+
+    def reread(self, tp, offset):
+        self.rereads.append((tp, offset))
+
+
+def recovering_app(offsets, highwaters):
+    recovery = Recovery(in_recovery=True, completed=False)
+    recovery.active_tps, recovery.active_offsets, recovery.active_highwaters = set(offsets), offsets, highwaters
+    consumer = Rereading()
+    consumer.assignment, consumer._committed_offset = lambda: set(offsets), {}
+    return SimpleNamespace(consumer=consumer, intakes={}, tables=SimpleNamespace(recovery=recovery))
+
+
+def test_a_quiet_recovery_is_given_again_what_it_waits_for_and_only_that():
+    never_read, short, done = (TP("order-state-changelog", p) for p in (4, 3, 0))
+    app = recovering_app({never_read: -1, short: 1190, done: 1227}, {never_read: 1278, short: 1252, done: 1227})
+    watchdog = Watchdog(app, Progress(), lambda partitions: {}, 120.0, on_stall=lambda reason: None)
+    assert watchdog.nudge_after_s == 30.0
+    asyncio.run(watchdog.check())
+    watchdog._recovery_quiet_since -= 20
+    asyncio.run(watchdog.check())
+    assert app.consumer.rereads == []  # quiet for 20 s: not yet
+    watchdog._recovery_quiet_since -= 15
+    asyncio.run(watchdog.check())
+    assert sorted(app.consumer.rereads) == [(short, 1191), (never_read, 0)]
+    asyncio.run(watchdog.check())
+    assert len(app.consumer.rereads) == 2  # the next nudge waits for another quiet stretch
+
+
+def test_a_recovery_that_moves_is_not_nudged():
+    tp = TP("order-state-changelog", 4)
+    app = recovering_app({tp: 100}, {tp: 1278})
+    watchdog = Watchdog(app, Progress(), lambda partitions: {}, 8.0, on_stall=lambda reason: None)
+    asyncio.run(watchdog.check())
+    for offset in (300, 600):
+        watchdog._recovery_quiet_since -= 60
+        app.tables.recovery.active_offsets[tp] = offset
+        asyncio.run(watchdog.check())
+    assert app.consumer.rereads == []
