@@ -26,13 +26,11 @@ import pyarrow.compute as pc
 from labelstore.events.column_checks import ColumnChecks
 from labelstore.intake import Admission, event_types_of
 from labelstore.schemas.codec import HEADER_SIZE, LEAN_FIELDS, MAGIC, AvroCodec
-from labelstore.schemas.columnar import PADDING, BatchDecoder, Column
+from labelstore.schemas.columnar import PADDING, BatchDecoder, Column, string_parts
 from labelstore.schemas.compiled import Unsupported
 from labelstore.warehouse import EVENTS_SCHEMA
 from labelstore.materializers.rows import DAY_MS, Folder, _date
 
-# Characters ``json.dumps`` writes as escapes (ensure_ascii): a text without them is its own JSON body.
-_ESCAPED = r'[^ -~]|["\\]'
 _TIME = EVENTS_SCHEMA.field("event_time").type
 
 
@@ -95,6 +93,11 @@ class EventColumns:
 
         archived: list[Archived] = []
         timestamps_array = np.asarray(timestamps, dtype=np.int64)
+        partitions_array, offsets_array = np.asarray(partitions, dtype=np.int32), np.asarray(offsets, dtype=np.int64)
+        value_offsets = np.zeros(count + 1, dtype=np.int64)
+        np.cumsum(lengths, out=value_offsets[1:])
+        avro = pa.LargeBinaryArray.from_buffers(pa.large_binary(), count, [None, pa.py_buffer(value_offsets),
+                                                                          pa.py_buffer(buffer)])
         foldable = admission._foldable.get(entity_type, frozenset())
         known = np.zeros(count, dtype=bool)
         for fingerprint in np.unique(fingerprints[~left]).tolist():
@@ -110,22 +113,20 @@ class EventColumns:
                 continue
             rows = rows[accepted]
             known[rows] = True
-            table = _with_location(table, topic, np.asarray(partitions)[rows], np.asarray(offsets)[rows],
-                                   timestamps_array[rows], [values[i] for i in rows.tolist()])
-            archived.extend(_by_day(table, entity_type, timestamps_array[rows], np.asarray(partitions)[rows],
-                                    np.asarray(offsets)[rows]))
+            table = _with_location(table, topic, partitions_array[rows], offsets_array[rows], timestamps_array[rows],
+                                   avro.take(pa.array(rows)).cast(pa.binary()))
+            archived.extend(_by_day(table, entity_type, timestamps_array[rows], partitions_array[rows],
+                                    offsets_array[rows]))
         return archived, np.flatnonzero(~known)
 
     def _admit(self, schemas: _Schemas, decoder: BatchDecoder, entity_type: str, event_type: str,
                buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray, recorded_at: np.ndarray,
                keys: list[bytes]) -> tuple[np.ndarray, pa.Table]:
-        decoded = decoder.decode(buffer, starts, ends)
+        # The record's own entity and event type must be its schema's (see ``intake.admit``).
+        decoded = decoder.decode(buffer, starts, ends, expected={"entity_type": entity_type, "event_type": event_type})
         fields = decoded.record.fields
-        text = {name: fields[name].strings(buffer) for name in ("event_id", "entity_type", "entity_id", "event_type",
-                                                                  "source")}
+        text = {name: fields[name].strings(buffer) for name in ("event_id", "entity_id", "source")}
         refused = decoded.bad.copy()
-        refused |= ~_numpy(pc.equal(text["entity_type"], entity_type))
-        refused |= ~_numpy(pc.equal(text["event_type"], event_type))
         refused |= ~_numpy(pc.equal(text["entity_id"].cast(pa.binary()), pa.array(keys, pa.binary())))
         event_time = fields["event_time"].values
         limits = self.admission.limits
@@ -146,14 +147,14 @@ class EventColumns:
 
 
 def _with_location(table: pa.Table, topic: str, partitions: np.ndarray, offsets: np.ndarray,
-                   recorded_at: np.ndarray, values: list[bytes]) -> pa.Table:
+                   recorded_at: np.ndarray, values: pa.Array) -> pa.Table:
     columns = {
         "event_id": table["event_id"], "entity_id": table["entity_id"], "event_type": table["event_type"],
         "event_time": table["event_time"], "recorded_at": pa.array(recorded_at).cast(_TIME),
         "source": table["source"], "payload": table["payload"],
         "topic": pa.array([topic] * len(values), pa.string()),
         "partition": pa.array(partitions, pa.int32()), "offset": pa.array(offsets, pa.int64()),
-        "avro": pa.array(values, pa.binary()),
+        "avro": values,
     }
     return pa.table(columns, schema=EVENTS_SCHEMA)
 
@@ -205,10 +206,16 @@ def json_text(column: Column, buffer: np.ndarray, count: int) -> pa.Array:
 
 
 def _quoted(text: pa.Array) -> pa.Array:
+    """JSON strings: a text without a byte ``json.dumps`` escapes (control, quote, backslash, DEL and
+    beyond ASCII) is quoted as it is; the others are written by json's own encoder."""
     quoted = pc.binary_join_element_wise('"', text, '"', "")
-    special = pc.match_substring_regex(text, _ESCAPED)
-    if pc.any(special).as_py():
-        rows = np.flatnonzero(_numpy(special))
+    offsets, data = string_parts(text)
+    escaped_bytes = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum((data < 0x20) | (data > 0x7E) | (data == 0x22) | (data == 0x5C), out=escaped_bytes[1:])
+    special = escaped_bytes[offsets[1:]] > escaped_bytes[offsets[:-1]]
+    if special.any():
+        rows = np.flatnonzero(special)
+        special = pa.array(special)
         escaped = [encode_basestring_ascii(value) for value in text.take(pa.array(rows)).to_pylist()]
         quoted = pc.replace_with_mask(quoted, special, pa.array(escaped, pa.string()))
     return quoted

@@ -27,7 +27,6 @@ import pyarrow.compute as pc
 from labelstore.schemas.compiled import DATETIME_MILLISECONDS, Unsupported, _kind, _named, _nullable, _resolve
 
 PADDING = 16  # zero bytes after the data: a varint read past a record's end stays inside the buffer
-CANONICAL_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _FIXED_WIDTH = {"float": (4, "<f4"), "double": (8, "<f8")}
 
 
@@ -101,17 +100,23 @@ class BatchDecoder:
         self.schema, self.named, self.lean = schema, _named(schema), lean
         _check_supported(schema, self.named, set())
 
-    def decode(self, buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> Decoded:
+    def decode(self, buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray, *,
+               expected: Mapping[str, str] | None = None) -> Decoded:
         """``buffer``: the records' bytes with ``PADDING`` zero bytes after them; each body runs
-        from ``starts[i]`` to ``ends[i]``."""
+        from ``starts[i]`` to ``ends[i]``. ``expected``: top-level string fields that must hold the
+        given text (a record with another is ``bad``); their texts are not made."""
         reading = _Reading(buffer, starts, ends)
         rows = np.arange(len(starts))
-        record = self._read(reading, rows, self.schema, top=True)
+        record = self._read(reading, rows, self.schema)
         reading.bad |= reading.pos != ends
+        for name, text in (expected or {}).items():
+            column = record.fields[name]
+            reading.bad |= ~_equal_to(buffer, column.starts, column.lengths, text.encode())
+            column.text = pa.array([text] * len(starts), pa.string())
         _require_text(record, buffer, reading.bad)
         return Decoded(record, reading.bad, buffer)
 
-    def _read(self, reading: _Reading, rows: np.ndarray, avro: Any, top: bool = False) -> Column:
+    def _read(self, reading: _Reading, rows: np.ndarray, avro: Any) -> Column:
         avro = _resolve(avro, self.named)
         kind, count = _kind(avro), len(reading.pos)
         if kind == "record":
@@ -194,7 +199,7 @@ def _require_text(column: Column, buffer: np.ndarray, bad: np.ndarray) -> None:
         for inner in column.fields.values():
             _require_text(inner, buffer, bad)
         return
-    if column.kind != "string":
+    if column.kind != "string" or column.text is not None:
         return
     column.lengths[bad] = 0  # what a record already given up on holds is not read
     text = column.strings(buffer)
@@ -208,9 +213,32 @@ def _require_text(column: Column, buffer: np.ndarray, bad: np.ndarray) -> None:
         column.text = None
         text = column.strings(buffer)
     if column.avro == "uuid":
-        canonical = pc.match_substring_regex(text, CANONICAL_UUID).to_numpy(zero_copy_only=False)
         present = column.valid if column.valid is not None else np.ones(len(text), dtype=bool)
-        bad |= present & ~canonical
+        bad |= present & ~_canonical_uuids(buffer, column.starts, column.lengths)
+
+
+_HYPHENS = np.zeros(36, dtype=bool)
+_HYPHENS[[8, 13, 18, 23]] = True
+
+
+def _canonical_uuids(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Which texts are a UUID's canonical form (lowercase hex, hyphens at 8, 13, 18 and 23)."""
+    text = buffer[np.where(lengths == 36, starts, 0)[:, None] + np.arange(36)]
+    digits = ((text >= ord("0")) & (text <= ord("9"))) | ((text >= ord("a")) & (text <= ord("f")))
+    return (lengths == 36) & np.where(_HYPHENS, text == ord("-"), digits).all(axis=1)
+
+
+def _equal_to(buffer: np.ndarray, starts: np.ndarray, lengths: np.ndarray, text: bytes) -> np.ndarray:
+    found = buffer[np.where(lengths == len(text), starts, 0)[:, None] + np.arange(len(text))]
+    return (lengths == len(text)) & (found == np.frombuffer(text, dtype=np.uint8)).all(axis=1)
+
+
+def string_parts(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, bytes) of a string array, as numpy views."""
+    _, offsets, data = text.buffers()
+    offsets = np.frombuffer(offsets, dtype=np.int32 if text.type == pa.string() else np.int64)
+    offsets = offsets[text.offset:text.offset + len(text) + 1]
+    return offsets, np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
 
 
 def _is_utf8(buffer: np.ndarray, start: int, length: int) -> bool:
