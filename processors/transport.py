@@ -107,12 +107,22 @@ class Consumer(faust_aiokafka.Consumer):
         # nothing (``processors.batches``).
         self.seeked_generation: int | None = None
         self._fetched_changelogs = FetchedChangelogs({})
+        # Faust's seeks of changelog partitions (the recovery's), numbered, and each partition's
+        # last: records handed out before such a seek are not rewound, which would undo it (a
+        # RocksDB store's recovery seeks past all that its data directory holds).
+        self._seeks = 0
+        self._sought: dict[Any, int] = {}
+
+    async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
+        self._seeks += 1
+        self._sought.update(dict.fromkeys(partitions, self._seeks))
+        await super().seek_wait(partitions)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         records, active_partitions = await super()._wait_next_records(timeout)
         changelogs = self.app.tables.changelog_topics
         self._fetched_changelogs = FetchedChangelogs(
-            {tp: batch for tp, batch in (records or {}).items() if tp.topic in changelogs})
+            {tp: batch for tp, batch in (records or {}).items() if tp.topic in changelogs}, seeks=self._seeks)
         return records, active_partitions
 
     def _rewind_changelogs(self, dropped: dict[Any, tuple[int, int]]) -> None:
@@ -129,14 +139,17 @@ class Consumer(faust_aiokafka.Consumer):
         to their start among them, and Faust drops them (the flow is still stopped). Seen in the
         scale-out test: a worker taking over a partition at a graceful handover waited for minutes
         on a changelog partition of which it never received a record, its position at the end."""
+        seeks = self._fetched_changelogs.seeks
         for tp, (first, last) in dropped.items():
-            self._on_consumer_thread(self._rewind_changelog, tp, first, last)
+            self._on_consumer_thread(self._rewind_changelog, tp, first, last, seeks)
 
-    def _rewind_changelog(self, tp: Any, first: int, last: int) -> None:
+    def _rewind_changelog(self, tp: Any, first: int, last: int, seeks: int) -> None:
         """On the consumer's thread, so that nothing is fetched for ``tp`` between the check and the seek."""
+        if self._sought.get(tp, 0) > seeks:
+            return  # sought since the records were handed out: the recovery wants it there
         position = self._fetch_position(tp)
         if position is None or position <= last:
-            return  # revoked, or sought since to where the recovery wants it
+            return  # revoked, or already back before the records
         try:
             self._thread.seek(tp, first)
         except IllegalStateError:
@@ -252,9 +265,10 @@ class FetchedChangelogs:
     again from the first missing. A recovery skips a record at or below the last offset it has
     seen, so an earlier record coming after a later one would be lost for good."""
 
-    __slots__ = ("_offsets", "_next", "_broken")
+    __slots__ = ("_offsets", "_next", "_broken", "seeks")
 
-    def __init__(self, records: Mapping[Any, Sequence[Any]]) -> None:
+    def __init__(self, records: Mapping[Any, Sequence[Any]], *, seeks: int = 0) -> None:
+        self.seeks = seeks  # how many changelog seeks Faust had asked for when they were handed out
         self._offsets = {tp: [record.offset for record in batch] for tp, batch in records.items() if batch}
         self._next = dict.fromkeys(self._offsets, 0)
         self._broken: set = set()

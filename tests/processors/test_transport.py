@@ -111,6 +111,7 @@ def fake_consumer(positions):
     aiokafka = FakeAiokafka(positions)
     consumer = Consumer.__new__(Consumer)
     consumer._thread = SimpleNamespace(_consumer=aiokafka, seek=aiokafka.seek, thread_loop=None)
+    consumer._seeks, consumer._sought, consumer._fetched_changelogs = 0, {}, FetchedChangelogs({})
     return consumer, aiokafka
 
 
@@ -118,6 +119,17 @@ def test_a_changelog_whose_position_is_past_its_dropped_records_goes_back_to_the
     consumer, aiokafka = fake_consumer({CHANGELOG: 1279})
     consumer._rewind_changelogs({CHANGELOG: (0, 1278)})
     assert aiokafka.seeks == [(CHANGELOG, 0)]
+
+
+def test_a_changelog_sought_after_its_records_were_handed_out_is_left_where_the_seek_put_it():
+    """A RocksDB store's recovery seeks past what its data directory holds: a rewind to records
+    handed out before that seek would read the whole changelog again."""
+    consumer, aiokafka = fake_consumer({CHANGELOG: 90_000})
+    consumer._fetched_changelogs = FetchedChangelogs({}, seeks=consumer._seeks)
+    consumer._seeks += 1
+    consumer._sought[CHANGELOG] = consumer._seeks
+    consumer._rewind_changelogs({CHANGELOG: (0, 1278)})
+    assert aiokafka.seeks == []
 
 
 @pytest.mark.parametrize("position", [0, 600, 1278, None])
