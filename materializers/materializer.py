@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +70,10 @@ class Materializer:
             "queued.min.messages": 200_000,
             "fetch.queue.backoff.ms": 10,
         })
+        # Commits run on a thread of their own, one at a time and in order, while the next records
+        # are fetched and decoded: writing Parquet and Iceberg's metadata was a third of the time.
+        committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="materializer-commit")
+        in_flight: Future | None = None
         try:
             positions = self._assign(consumer)
             targets = end_offsets(self.settings, {t: list(ps) for t, ps in positions.items()}) if until_caught_up else None
@@ -80,19 +85,21 @@ class Materializer:
                 due = time.monotonic() - started >= interval
                 full = batch.records >= self.settings.warehouse.flush_records
                 if (batch.records and (caught_up or due or full)) or (due or caught_up) and self._idle_at_end(consumer, positions):
+                    if in_flight is not None:
+                        in_flight.result()  # the commit before this one, and its error if it failed
                     # An idle commit only records that the archive is complete up to now.
-                    self._commit(batch, positions, _complete_through(consumer, positions))
-                    if self._views_stale and (caught_up or time.monotonic() - self._views_refreshed_at >= interval):
-                        self.refresh_duckdb()
+                    in_flight = committer.submit(self._commit, batch, {t: dict(ps) for t, ps in positions.items()},
+                                                 _complete_through(consumer, positions), caught_up, on_commit)
                     self.metrics.behind(_lag(consumer, positions))
-                    if on_commit is not None:
-                        on_commit(self.stats)
                     batch, started = Batch(), time.monotonic()
                 elif due:
                     started = time.monotonic()
                 if caught_up and not batch.records:
                     break
+            if in_flight is not None:
+                in_flight.result()
         finally:
+            committer.shutdown(wait=True)
             consumer.close()
             if self._views_stale:
                 self.refresh_duckdb()
@@ -160,7 +167,8 @@ class Materializer:
         folder, row = made
         batch.add(folder, row, topic, partition, offset)
 
-    def _commit(self, batch: Batch, positions: dict[str, dict[int, int]], complete_through_ms: int | None) -> None:
+    def _commit(self, batch: Batch, positions: dict[str, dict[int, int]], complete_through_ms: int | None,
+                caught_up: bool = False, on_commit: Callable[[MaterializerStats], None] | None = None) -> None:
         started = time.perf_counter()
         rows: dict[str, int] = dict.fromkeys(DATASETS, 0)
         for dataset, partition, table, covers in batch.tables():
@@ -173,6 +181,10 @@ class Materializer:
         log.info("commit %d: %d records", self.commit_log.sequence, batch.records)
         if batch.records:
             self._views_stale = True  # they name the files of the snapshots before this one
+        if self._views_stale and (caught_up or time.monotonic() - self._views_refreshed_at >= self.settings.warehouse.flush_interval_s):
+            self.refresh_duckdb()
+        if on_commit is not None:
+            on_commit(self.stats)
 
     def _assign(self, consumer: Consumer) -> dict[str, dict[int, int]]:
         stored = self.warehouse.offsets()
