@@ -18,6 +18,7 @@ import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +193,24 @@ class Warehouse:
         table = self.table(dataset)
         snapshot = table.current_snapshot() if table is not None else None
         return iceberg.SnapshotFacts.of(snapshot) if snapshot is not None else None
+
+    def expire_snapshots(self, older_than: datetime) -> dict[str, int]:
+        """Forget each table's snapshots made before ``older_than``: how many per table.
+
+        The materializer makes one every flush interval, and every commit copies the table's
+        metadata, so the list grows the commits' cost and the catalog. Tagged snapshots (those
+        ``labelstore snapshot`` pinned) and each table's current one are kept. No data file
+        goes: the tables are append-only, so the current snapshot names every file an older one
+        did; what is lost is time travel to an untagged moment before ``older_than``."""
+        expired = {}
+        for dataset in DATASETS:
+            table = self.table(dataset)
+            if table is None:
+                continue
+            before = len(table.metadata.snapshots)
+            table.maintenance.expire_snapshots().older_than(older_than).commit()
+            expired[dataset] = before - len(table.refresh().metadata.snapshots)
+        return expired
 
     def last_commit(self) -> Commit | None:
         facts = {dataset: self.snapshot_facts(dataset) for dataset in DATASETS}

@@ -279,3 +279,23 @@ def test_a_snapshot_is_reproducible_after_new_events(world, kafka_cluster, tmp_p
         snapshot(warehouse, "train-v1", ["fraud"], known_at=known["tied2"])
     with pytest.raises(QueryError, match="the events archive only reaches"):
         snapshot(warehouse, "future", ["fraud"], known_at=datetime.now(UTC) + timedelta(days=1))
+
+    # Expiring every snapshot made until now keeps the current and the tagged ones: the archive
+    # and the pinned snapshots read as before.
+    with Publisher(settings) as publisher:  # one more commit: the one before is neither current nor tagged
+        publisher.publish_many([tagged(f"new-{SUFFIX}", T1, "vip")])
+    Materializer(settings.model_copy(update={"warehouse": WarehouseSettings(path=warehouse.root)})).run(until_caught_up=True)
+    before = warehouse.connect().execute(count).fetchone()[0]
+    kept = {}
+    for dataset in ("events", "label_versions"):
+        table = warehouse.table(dataset)
+        kept[dataset] = {table.current_snapshot().snapshot_id} | {ref.snapshot_id for ref in table.metadata.refs.values()}
+    existed = {dataset: len(warehouse.table(dataset).metadata.snapshots) for dataset in kept}
+    expired = warehouse.expire_snapshots(datetime.now(UTC))
+    for dataset, ids in kept.items():
+        assert {s.snapshot_id for s in warehouse.table(dataset).metadata.snapshots} == ids
+        assert expired[dataset] == existed[dataset] - len(ids)
+    assert sum(expired.values()) > 0
+    assert warehouse.connect().execute(count).fetchone()[0] == before
+    assert reread(warehouse, "train-v1").equals(written)
+    assert content_hash(reread(warehouse, "train-v1-valid")) == bitemporal["content_sha256"]
