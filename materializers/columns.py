@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from labelstore.events.column_checks import ColumnChecks
 from labelstore.intake import Admission, event_types_of
-from labelstore.schemas.codec import HEADER_SIZE, LEAN_FIELDS, MAGIC, AvroCodec
+from labelstore.schemas.codec import HEADER_SIZE, MAGIC, AvroCodec
 from labelstore.schemas.columnar import PADDING, BatchDecoder, Column, string_parts
 from labelstore.schemas.compiled import Unsupported
 from labelstore.warehouse import EVENTS_SCHEMA
@@ -51,7 +51,7 @@ class _Schemas:
         self.by_fingerprint: dict[int, tuple[str, str, BatchDecoder | None]] = {}
         for schema in codec.schema_set.current.values():
             try:
-                decoder = BatchDecoder(codec._writers[schema.fingerprint][1], lean=LEAN_FIELDS)
+                decoder = BatchDecoder(codec._writers[schema.fingerprint][1])
             except Unsupported:
                 decoder = None  # its records go one by one
             self.by_fingerprint[int.from_bytes(schema.fingerprint, "little")] = (

@@ -28,6 +28,7 @@ from labelstore.schemas.compiled import DATETIME_MILLISECONDS, Unsupported, _kin
 
 PADDING = 16  # zero bytes after the data: a varint read past a record's end stays inside the buffer
 _FIXED_WIDTH = {"float": (4, "<f4"), "double": (8, "<f8")}
+_LOGICAL_BASE = {"uuid": "string", "timestamp-millis": "long"}
 
 
 @dataclass
@@ -94,10 +95,11 @@ class _Reading:
 class BatchDecoder:
     """Decodes the bodies of records written with one fastavro-parsed record schema.
 
-    The top-level fields named in ``lean`` keep their base type, as ``compile_decoder``'s do."""
+    Columns hold base types: a uuid its (canonical) text, a timestamp-millis its epoch
+    milliseconds, as ``compile_decoder``'s lean fields are; readers convert where they need to."""
 
-    def __init__(self, schema: Mapping[str, Any], *, lean: tuple[str, ...] = ()) -> None:
-        self.schema, self.named, self.lean = schema, _named(schema), lean
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema, self.named = schema, _named(schema)
         _check_supported(schema, self.named, set())
 
     def decode(self, buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray, *,
@@ -189,7 +191,10 @@ def _check_supported(avro: Any, named: Mapping[str, Any], seen: set[str]) -> Non
         if nullable is None or _kind(_resolve(nullable[1], named)) in ("union", "null"):
             raise Unsupported("a union of several non-null types")
         _check_supported(nullable[1], named, seen)
-    elif kind not in ("string", "uuid", "long", "int", "enum", "timestamp-millis", "boolean", "float", "double", "null"):
+    elif kind in _LOGICAL_BASE:
+        if avro["type"] != _LOGICAL_BASE[kind]:
+            raise Unsupported(f"a {kind} on a {avro['type']}")
+    elif kind not in ("string", "long", "int", "enum", "boolean", "float", "double", "null"):
         raise Unsupported(f"type {kind!r}")
 
 

@@ -23,6 +23,7 @@ from labelstore.materializers.rows import Batch, RowMaker, payload_json
 from labelstore.schemas.catalog import load_schema_set
 from labelstore.schemas.codec import AvroCodec
 from labelstore.schemas.columnar import PADDING, BatchDecoder
+from labelstore.schemas.compiled import Unsupported
 from tests.events.test_typed_events import write_schemas
 from tests.fraud_example import EXAMPLE, example_serializer, generate
 from tests.processors.malformed import KINDS, MalformedRecords
@@ -174,3 +175,10 @@ def test_every_supported_type_reads_and_writes_its_json_as_one_by_one(supported)
         assert payloads[index] == payload_json(record["payload"]), index
         assert failing[index] == (not checks_of(supported).passes("Supported", record)), (index, record)
     assert taken > len(bodies) // 2 and 0 < failing[~decoded.bad].sum() < taken
+
+
+def test_schemas_with_parts_it_does_not_read_are_left_to_the_one_by_one_path(tmp_path):
+    everything = AvroCodec(load_schema_set(write_schemas(tmp_path, SINK_SCHEMAS)))
+    for event_type, part in (("Everything", "type 'bytes'"), ("Either", "a union of several non-null types")):
+        with pytest.raises(Unsupported, match=part):
+            BatchDecoder(parsed(everything, event_type))
