@@ -200,6 +200,10 @@ class Admission:
                      foldable=self._foldable.get(entity_type, frozenset()), recorded_at_ms=recorded_at_ms,
                      limits=self.limits)
 
+    def foldable(self, entity_type: str) -> frozenset[str]:
+        """The event types ``entity_type``'s declaration folds: records of others are refused."""
+        return self._foldable.get(entity_type, frozenset())
+
     def _use(self, codec: AvroCodec, declarations: Mapping[str, EntityDeclaration]) -> None:
         self.codec = codec
         self.checks = checks_of(codec) if self.validate_payloads else None

@@ -75,20 +75,7 @@ class EventColumns:
         if schemas is None:
             schemas = _SCHEMAS[admission.codec] = _Schemas(admission.codec)
         count = len(values)
-        left = np.zeros(count, dtype=bool)
-        if values.count(None) or keys.count(None) or keys.count(b""):
-            for index, (key, value) in enumerate(zip(keys, values, strict=True)):
-                if not key or value is None:
-                    left[index] = True
-            values = [b"" if value is None else value for value in values]
-            keys = [key or b"" for key in keys]
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=count)
-        left |= lengths + np.fromiter(map(len, keys), dtype=np.int64, count=count) > admission.limits.max_event_bytes
-        left |= lengths < HEADER_SIZE
-        buffer = np.frombuffer(b"".join([*values, bytes(PADDING + HEADER_SIZE)]), dtype=np.uint8)
-        starts = np.zeros(count, dtype=np.int64)
-        np.cumsum(lengths[:-1], out=starts[1:])
-        left |= (buffer[starts] != MAGIC[0]) | (buffer[starts + 1] != MAGIC[1])
+        buffer, starts, lengths, left = _framed(values, keys, admission.limits.max_event_bytes)
         fingerprints = buffer[starts[:, None] + np.arange(2, HEADER_SIZE)].copy().view("<u8").reshape(-1)
 
         archived: list[Archived] = []
@@ -98,7 +85,7 @@ class EventColumns:
         np.cumsum(lengths, out=value_offsets[1:])
         avro = pa.LargeBinaryArray.from_buffers(pa.large_binary(), count, [None, pa.py_buffer(value_offsets),
                                                                           pa.py_buffer(buffer)])
-        foldable = admission._foldable.get(entity_type, frozenset())
+        foldable = admission.foldable(entity_type)
         known = np.zeros(count, dtype=bool)
         for fingerprint in np.unique(fingerprints[~left]).tolist():
             schema_entity, event_type, decoder = schemas.by_fingerprint.get(fingerprint, (None, None, None))
@@ -144,6 +131,27 @@ class EventColumns:
             "payload": json_text(fields["payload"], buffer, len(accepted)).filter(mask),
         })
         return accepted, table
+
+
+def _framed(values: Sequence[bytes | None], keys: Sequence[bytes | None], max_event_bytes: int
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The values laid end to end (with zero padding), where each starts, its length, and which
+    records are not for this path: no key or value, too large, or no single-object header."""
+    count = len(values)
+    left = np.zeros(count, dtype=bool)
+    if values.count(None) or keys.count(None) or keys.count(b""):
+        left[[index for index, (key, value) in enumerate(zip(keys, values, strict=True))
+              if not key or value is None]] = True
+        values = [b"" if value is None else value for value in values]
+        keys = [key or b"" for key in keys]
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=count)
+    left |= lengths + np.fromiter(map(len, keys), dtype=np.int64, count=count) > max_event_bytes
+    left |= lengths < HEADER_SIZE
+    buffer = np.frombuffer(b"".join([*values, bytes(PADDING + HEADER_SIZE)]), dtype=np.uint8)
+    starts = np.zeros(count, dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    left |= (buffer[starts] != MAGIC[0]) | (buffer[starts + 1] != MAGIC[1])
+    return buffer, starts, lengths, left
 
 
 def _with_location(table: pa.Table, topic: str, partitions: np.ndarray, offsets: np.ndarray,
