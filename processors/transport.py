@@ -26,8 +26,10 @@ from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError
+from faust import tables as faust_tables
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.queues import ThrowableQueue
 
 from labelstore.processors.health import FreezeGuard, Progress
 
@@ -59,9 +61,11 @@ class Consumer(faust_aiokafka.Consumer):
                         await asyncio.sleep(0)
                         since_yield = 0
                     offset, last = message.offset, read_offset[tp]
-                    if not self._fetched_changelogs.take(tp, offset):
-                        continue  # after a dropped record of its partition: fetched again, in order
-                    if last is not None and offset < last:
+                    fetched = self._fetched_changelogs
+                    changelog = fetched.take(tp, offset)
+                    if changelog is False:
+                        continue  # fetched before a seek, or after a dropped record of its partition
+                    if changelog is None and last is not None and offset < last:
                         continue  # already handed over before a seek
                     if last and offset - last > 1 and acks_enabled_for(message.topic):
                         await self._add_gap(tp, last + 1, offset)
@@ -69,7 +73,9 @@ class Consumer(faust_aiokafka.Consumer):
                         self._n_acked = 0
                         await self.commit()
                     intake = intakes.get(message.topic)
-                    if intake is None:
+                    if changelog:
+                        await self._hand_over_changelog(message, fetched.seeks)
+                    elif intake is None:
                         await self._hand_over(message)
                     else:
                         if intake.full:  # back-pressure, abandoned like a hand-over if the flow is suspended
@@ -80,7 +86,7 @@ class Consumer(faust_aiokafka.Consumer):
                             del expected[tp]
                         intake.put(message)
                     read_offset[tp] = offset
-                self._rewind_changelogs(self._fetched_changelogs.dropped())
+                self.changelogs_discarded(self._fetched_changelogs.dropped())
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -107,56 +113,99 @@ class Consumer(faust_aiokafka.Consumer):
         # nothing (``processors.batches``).
         self.seeked_generation: int | None = None
         self._fetched_changelogs = FetchedChangelogs({})
-        # Faust's seeks of changelog partitions (the recovery's), numbered, and each partition's
-        # last: records handed out before such a seek are not rewound, which would undo it (a
-        # RocksDB store's recovery seeks past all that its data directory holds).
+        # Changelog seeks, Faust's (the recovery's) and this consumer's rewinds, numbered in one
+        # sequence. A fetch asked for before a partition's last seek may return records from
+        # where the partition was before it, or (waiting across the seek) from where it went:
+        # neither may reach the recovery before the records the seek is for.
         self._seeks = 0
-        self._sought: dict[Any, int] = {}
+        self._sought_at: dict[Any, int] = {}  # TP -> the number of its last seek
+        self._sought_to: dict[Any, int] = {}  # TP -> the offset of Faust's last seek of it
+        self._requested_at = 0  # the number reached when the fetch being waited for was asked for
 
     async def seek_wait(self, partitions: Mapping[Any, int]) -> None:
         self._seeks += 1
-        self._sought.update(dict.fromkeys(partitions, self._seeks))
+        self._sought_at.update(dict.fromkeys(partitions, self._seeks))
+        self._sought_to.update(partitions)
+        # What the changelog queue holds of these partitions was fetched from where they were:
+        # Faust drops it at its next resume of the flow, but the recovery could read it first.
+        queue = self._changelog_queue()
+        if queue is not None:
+            for tp in partitions:
+                queue.discard(tp, 0)
         await super().seek_wait(partitions)
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        # A seek asked for before this is queued on the consumer's thread before the fetch.
+        self._requested_at = self._seeks
+        return await super()._getmany(active_partitions, timeout)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
         records, active_partitions = await super()._wait_next_records(timeout)
         changelogs = self.app.tables.changelog_topics
         self._fetched_changelogs = FetchedChangelogs(
-            {tp: batch for tp, batch in (records or {}).items() if tp.topic in changelogs}, seeks=self._seeks)
+            {tp: batch for tp, batch in (records or {}).items() if tp.topic in changelogs},
+            seeks=self._requested_at, sought_at=self._sought_at)
         return records, active_partitions
 
-    def _rewind_changelogs(self, dropped: dict[Any, tuple[int, int]]) -> None:
-        """Fetch again the changelog records Faust's ``getmany`` took from aiokafka and dropped.
+    def _changelog_queue(self) -> ChangelogQueue | None:
+        queue = getattr(self.app.tables, "_changelog_queue", None)
+        return queue if isinstance(queue, ChangelogQueue) else None
 
-        aiokafka moves a partition past the records it returns; Faust's ``getmany`` then hands
-        over only those of partitions in its active set, while the flow is open and the generation
-        unchanged, and drops the rest. Event partitions are sought to their committed offsets after
-        every rebalance, so nothing of theirs is lost; a changelog partition is sought only when its
-        recovery starts. A fetch still waiting when a rebalance began returns once the new
-        assignment is made, and it filters by Faust's active set, which is empty from the moment
-        Faust pauses every partition of the new assignment until the recovery resumes the active
-        ones: it returns every partition's records, the changelogs the recovery had just sought
-        to their start among them, and Faust drops them (the flow is still stopped). Seen in the
-        scale-out test: a worker taking over a partition at a graceful handover waited for minutes
-        on a changelog partition of which it never received a record, its position at the end."""
-        seeks = self._fetched_changelogs.seeks
-        for tp, (first, last) in dropped.items():
-            self._on_consumer_thread(self._rewind_changelog, tp, first, last, seeks)
+    async def _hand_over_changelog(self, message: Any, seeks: int) -> None:
+        tp, offset = message.tp, message.offset
+        if not await self._hand_over(message):
+            self.changelogs_discarded({tp: offset})  # abandoned for a rebalance: never queued
+        elif self._sought_at.get(tp, 0) > seeks:
+            # Sought while it was being queued (it waited for room or for the flow): it would
+            # reach the recovery ahead of the records the seek is for.
+            queue = self._changelog_queue()
+            if queue is not None:
+                queue.discard(tp, offset)
+            self.changelogs_discarded({tp: offset})
 
-    def _rewind_changelog(self, tp: Any, first: int, last: int, seeks: int) -> None:
+    def changelogs_discarded(self, dropped: Mapping[Any, int]) -> None:
+        """Fetch each changelog partition in ``dropped`` again from its offset there, the first of
+        its records that left aiokafka and will not reach the recovery.
+
+        Whoever dropped them: Faust's ``getmany`` (the flow stopped, the partition paused, the
+        active set empty across a rebalance), a hand-over abandoned for a rebalance, the
+        changelog queue cleared when Faust resumes the flow (its waiting put cancelled with it),
+        or this consumer, for records fetched before a seek. A recovery skips every record at or
+        below the last offset it has seen, so the partition's records already fetched after them
+        are dropped too (``FetchedChangelogs``): the recovery reads each changelog partition in
+        log order, without a gap. Without it a standby went on after the records that the end of
+        a recovery cleared from the queue (3,448 in one scale-out run), and a RocksDB store saved
+        an offset past records it never applied: promoted, it would have started from there,
+        their keys' states missing.
+
+        Nothing is done for records below Faust's last seek of the partition: the recovery reads
+        from there (a RocksDB store's recovery seeks past what its data directory holds)."""
+        if self.should_stop or getattr(self.app, "should_stop", False):
+            return  # the worker is stopping: Faust clears the queue on its way out
+        for tp, first in dropped.items():
+            if first < self._sought_to.get(tp, -1):
+                continue
+            self._seeks += 1
+            self._sought_at[tp] = self._seeks
+            queue = self._changelog_queue()
+            if queue is not None:
+                queue.discard(tp, first)  # behind the gap: they come again, after the records before them
+            self._on_consumer_thread(self._rewind_changelog, tp, first)
+
+    def _rewind_changelog(self, tp: Any, first: int) -> None:
         """On the consumer's thread, so that nothing is fetched for ``tp`` between the check and the seek."""
-        if self._sought.get(tp, 0) > seeks:
-            return  # sought since the records were handed out: the recovery wants it there
+        if first < self._sought_to.get(tp, -1):
+            return  # Faust sought past the records since: the recovery wants it there
         position = self._fetch_position(tp)
-        if position is None or position <= last:
-            return  # revoked, or already back before the records
+        if position is None or position <= first:
+            return  # revoked, or not past the records (a seek, an earlier rewind, took it back)
         try:
             self._thread.seek(tp, first)
         except IllegalStateError:
             return
         # Routine at a rebalance (most often before the recovery's own seek, which then wins).
-        log.info("changelog %s/%s: records %d-%d were fetched and dropped; fetching them again",
-                 tp.topic, tp.partition, first, last)
+        log.info("changelog %s/%s: records from %d were fetched and dropped; fetching them again",
+                 tp.topic, tp.partition, first)
 
     def _fetch_position(self, tp: Any) -> int | None:
         """Where aiokafka fetches ``tp`` next (None if unassigned or not known yet); on the consumer's thread."""
@@ -188,6 +237,11 @@ class Consumer(faust_aiokafka.Consumer):
         """Fetch changelog partition ``tp`` again from ``offset``, and hand it over (``health.nudge_recovery``)."""
         self.resume_partitions({tp})
         self._read_offset[tp] = None
+        self._seeks += 1
+        self._sought_at[tp] = self._seeks  # what was fetched before would come ahead of the gap
+        queue = self._changelog_queue()
+        if queue is not None:
+            queue.discard(tp, offset)
         self._on_consumer_thread(self._seek_if_assigned, tp, offset)
 
     def _seek_event_partition(self, tp: Any, offset: int) -> None:
@@ -246,49 +300,57 @@ class Consumer(faust_aiokafka.Consumer):
             self.app.progress.acknowledged(message.topic, message.partition, message.offset)
         return acked
 
-    async def _hand_over(self, message: Any) -> None:
+    async def _hand_over(self, message: Any) -> bool:
+        """Whether the hand-over finished (False: abandoned, the message never reached its queue)."""
         handing_over = self.callback(message)
         try:
             waiting_for = handing_over.send(None)
         except StopIteration:
-            return
+            return True
         # Suspended (back-pressure or a paused flow): finish it as Faust does, abandoning it if
         # the flow is suspended for a rebalance meanwhile.
-        await self.wait_first(_Resumed(handing_over, waiting_for), self.suspend_flow.wait())
+        resumed = _Resumed(handing_over, waiting_for)
+        finished = await self.wait_first(resumed, self.suspend_flow.wait())
+        return resumed in finished.done
 
 
 class FetchedChangelogs:
     """The changelog records of one fetched batch, and how far each partition's were handed over.
 
-    A partition's records are handed over only in log order from the first: once one is missing
-    (dropped by Faust's ``getmany``), the later ones are dropped too and the partition is fetched
-    again from the first missing. A recovery skips a record at or below the last offset it has
-    seen, so an earlier record coming after a later one would be lost for good."""
+    A partition's records are handed over only in log order from the first, and only if it was
+    not sought (by Faust, or rewound by the consumer) since the batch was asked for: once one is
+    missing (dropped by Faust's ``getmany``) or the partition was sought, the rest are dropped too
+    and the partition is fetched again from the first not handed over
+    (``Consumer.changelogs_discarded``). A recovery skips a record at or below the last offset it
+    has seen, so an earlier record coming after a later one would be lost for good."""
 
-    __slots__ = ("_offsets", "_next", "_broken", "seeks")
+    __slots__ = ("_offsets", "_next", "_broken", "_sought_at", "seeks")
 
-    def __init__(self, records: Mapping[Any, Sequence[Any]], *, seeks: int = 0) -> None:
-        self.seeks = seeks  # how many changelog seeks Faust had asked for when they were handed out
+    def __init__(self, records: Mapping[Any, Sequence[Any]], *, seeks: int = 0,
+                 sought_at: Mapping[Any, int] | None = None) -> None:
+        self.seeks = seeks  # the number of changelog seeks reached when the batch was asked for
+        self._sought_at = {} if sought_at is None else sought_at  # TP -> the number of its last seek, kept current
         self._offsets = {tp: [record.offset for record in batch] for tp, batch in records.items() if batch}
         self._next = dict.fromkeys(self._offsets, 0)
         self._broken: set = set()
 
-    def take(self, tp: Any, offset: int) -> bool:
-        """Whether the record of ``tp`` at ``offset`` may be handed over (always, for other partitions)."""
+    def take(self, tp: Any, offset: int) -> bool | None:
+        """Whether the record of ``tp`` at ``offset`` may be handed over; None if the batch has no
+        changelog records of ``tp`` (another topic's partition: not its business)."""
         offsets = self._offsets.get(tp)
         if offsets is None:
-            return True
+            return None
         position = self._next[tp]
-        if tp in self._broken or position >= len(offsets) or offsets[position] != offset:
+        if (tp in self._broken or self._sought_at.get(tp, 0) > self.seeks
+                or position >= len(offsets) or offsets[position] != offset):
             self._broken.add(tp)
             return False
         self._next[tp] = position + 1
         return True
 
-    def dropped(self) -> dict[Any, tuple[int, int]]:
-        """Each partition's first and last record not handed over."""
-        return {tp: (offsets[self._next[tp]], offsets[-1]) for tp, offsets in self._offsets.items()
-                if self._next[tp] < len(offsets)}
+    def dropped(self) -> dict[Any, int]:
+        """Each partition's first record not handed over."""
+        return {tp: offsets[self._next[tp]] for tp, offsets in self._offsets.items() if self._next[tp] < len(offsets)}
 
 
 class _Resumed:
@@ -389,17 +451,80 @@ def first_offsets(messages: Iterable[Any]) -> dict[Any, int]:
     return first
 
 
+class ChangelogQueue(ThrowableQueue):
+    """Faust's changelog queue (between the hand-over and the recovery), telling ``on_drop`` what it
+    drops: each partition's first record cleared when Faust resumes the flow, and a record whose
+    put waiting for room the clear cancelled.
+
+    Faust clears the queue at every resume of the flow so that records fetched before its seeks
+    are not recovered after them; it clears every other partition's too. The resume at the end of
+    a recovery cleared the records of standby partitions, whose fetch went on after them."""
+
+    def __init__(self, *args: Any, on_drop: Callable[[dict], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_drop = on_drop  # given each partition's first offset dropped
+
+    async def put(self, value: Any) -> None:
+        try:
+            await super().put(value)
+        except asyncio.CancelledError:
+            self._dropped(first_offsets([value.message]))
+            raise
+
+    def clear(self) -> None:
+        dropped = first_offsets(event.message for event in self._queue)
+        super().clear()
+        self._dropped(dropped)
+
+    def discard(self, tp: Any, since: int) -> None:
+        """Drop ``tp``'s records from offset ``since`` on, silently (they are fetched again, or stale)."""
+        queue = self._queue
+        kept = [event for event in queue if not (event.message.tp == tp and event.message.offset >= since)]
+        freed = len(queue) - len(kept)
+        if freed:
+            queue.clear()
+            queue.extend(kept)
+            for _ in range(freed):
+                self._wakeup_next(self._putters)
+
+    def _dropped(self, dropped: dict) -> None:
+        if dropped and self.on_drop is not None:
+            try:
+                self.on_drop(dropped)
+            except Exception:  # noqa: BLE001  (Faust's clear must finish: its resume depends on it)
+                log.exception("fetching dropped changelog records again failed: %s", dropped)
+
+
+class TableManager(faust_tables.TableManager):
+    """Faust's table manager with a ``ChangelogQueue``, whose drops the consumer fetches again."""
+
+    @property
+    def changelog_queue(self) -> ThrowableQueue:
+        if self._changelog_queue is None:
+            self._changelog_queue = ChangelogQueue(maxsize=self.app.conf.stream_buffer_maxsize,
+                                                   flow_control=self.app.flow_control, clear_on_resume=True,
+                                                   on_drop=self._changelogs_dropped)
+        return self._changelog_queue
+
+    def _changelogs_dropped(self, dropped: dict) -> None:
+        fetch_again = getattr(self.app.consumer, "changelogs_discarded", None)
+        if fetch_again is not None:
+            fetch_again(dropped)
+
+
 class Transport(faust_aiokafka.Transport):
     Consumer = Consumer
 
 
 class App(faust.App):
     """A Faust app whose aiokafka transport is the one above (other transports as configured), with
-    an ``Intake`` for each topic an agent reads in bulk, and the worker's ``Progress``."""
+    an ``Intake`` for each topic an agent reads in bulk, the worker's ``Progress``, and a table
+    manager whose changelog queue reports what it drops."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The group's members name their web address: `labelstore status` asks each for its /status.
         kwargs.setdefault("broker_client_id", f"{CLIENT_ID_PREFIX}{kwargs.get('web_host')}:{kwargs.get('web_port')}")
+        kwargs.setdefault("TableManager", TableManager)
         super().__init__(*args, **kwargs)
         self.intakes: dict[str, Intake] = {}
         self.progress = Progress()
