@@ -123,7 +123,7 @@ def _offline(settings: Settings, demo: ModuleType, stories: list[tuple[str, str]
 
     stats = Materializer(settings).run(until_caught_up=True)
     warehouse = Warehouse.of(settings)
-    console.print(f"materialized {stats.records:,} records into {warehouse.root} (Parquet + labelstore.duckdb)")
+    console.print(f"materialized {stats.records:,} records into {warehouse.root} (Iceberg tables + labelstore.duckdb)")
     label = demo.DEMO_LABEL
     entity_type, entity_id = stories[0]
     timeline = explain(warehouse, entity_type, entity_id)

@@ -1,4 +1,4 @@
-"""`labelstore materialize`: archive events and label versions into the warehouse (Parquet + DuckDB)."""
+"""`labelstore materialize`: archive events and label versions into the warehouse (Iceberg tables + DuckDB views)."""
 
 from __future__ import annotations
 
