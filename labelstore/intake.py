@@ -197,7 +197,7 @@ class Admission:
     def _admit(self, entity_type: str, key: bytes | None, value: bytes | None,
                recorded_at_ms: int | None) -> DecodedEvent | Rejection:
         return admit(entity_type, key, value, self.codec, checks=self.checks,
-                     foldable=self._foldable.get(entity_type, frozenset()), recorded_at_ms=recorded_at_ms,
+                     foldable=self.foldable(entity_type), recorded_at_ms=recorded_at_ms,
                      limits=self.limits)
 
     def foldable(self, entity_type: str) -> frozenset[str]:

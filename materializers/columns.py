@@ -29,7 +29,7 @@ from labelstore.schemas.codec import HEADER_SIZE, MAGIC, AvroCodec
 from labelstore.schemas.columnar import PADDING, BatchDecoder, Column, string_parts
 from labelstore.schemas.compiled import Unsupported
 from labelstore.warehouse import EVENTS_SCHEMA
-from labelstore.materializers.rows import DAY_MS, Folder, _date
+from labelstore.materializers.rows import DAY_MS, Folder, events_folder
 
 _TIME = EVENTS_SCHEMA.field("event_time").type
 
@@ -51,7 +51,7 @@ class _Schemas:
         self.by_fingerprint: dict[int, tuple[str, str, BatchDecoder | None]] = {}
         for schema in codec.schema_set.current.values():
             try:
-                decoder = BatchDecoder(codec._writers[schema.fingerprint][1])
+                decoder = BatchDecoder(codec.parsed_schema(schema.fingerprint))
             except Unsupported:
                 decoder = None  # its records go one by one
             self.by_fingerprint[int.from_bytes(schema.fingerprint, "little")] = (
@@ -93,14 +93,14 @@ class EventColumns:
                 continue  # unknown, unread here, or refused: one by one
             rows = np.flatnonzero((fingerprints == fingerprint) & ~left)
             try:
-                accepted, table = self._admit(schemas, decoder, entity_type, event_type, buffer, starts[rows] + HEADER_SIZE,
+                accepted, columns = self._admit(schemas, decoder, entity_type, event_type, buffer, starts[rows] + HEADER_SIZE,
                                               starts[rows] + lengths[rows], timestamps_array[rows],
                                               [keys[i] for i in rows.tolist()])
             except Unsupported:
                 continue
             rows = rows[accepted]
             known[rows] = True
-            table = _with_location(table, topic, partitions_array[rows], offsets_array[rows], timestamps_array[rows],
+            table = _with_location(columns, topic, partitions_array[rows], offsets_array[rows], timestamps_array[rows],
                                    avro.take(pa.array(rows)).cast(pa.binary()))
             archived.extend(_by_day(table, entity_type, timestamps_array[rows], partitions_array[rows],
                                     offsets_array[rows]))
@@ -108,7 +108,7 @@ class EventColumns:
 
     def _admit(self, schemas: _Schemas, decoder: BatchDecoder, entity_type: str, event_type: str,
                buffer: np.ndarray, starts: np.ndarray, ends: np.ndarray, recorded_at: np.ndarray,
-               keys: list[bytes]) -> tuple[np.ndarray, pa.Table]:
+               keys: list[bytes]) -> tuple[np.ndarray, dict[str, pa.Array]]:
         # The record's own entity and event type must be its schema's (see ``intake.admit``).
         decoded = decoder.decode(buffer, starts, ends, expected={"entity_type": entity_type, "event_type": event_type})
         fields = decoded.record.fields
@@ -122,15 +122,14 @@ class EventColumns:
             refused |= schemas.checks.failing(event_type, decoded.record, buffer)
         accepted = ~refused
         mask = pa.array(accepted)
-        table = pa.table({
+        return accepted, {
             "event_id": text["event_id"].filter(mask),
             "entity_id": text["entity_id"].filter(mask),
             "event_type": pa.array([event_type] * int(accepted.sum()), pa.string()),
             "event_time": pa.array(event_time[accepted]).cast(_TIME),
             "source": text["source"].filter(mask),
             "payload": json_text(fields["payload"], buffer, len(accepted)).filter(mask),
-        })
-        return accepted, table
+        }
 
 
 def _framed(values: Sequence[bytes | None], keys: Sequence[bytes | None], max_event_bytes: int
@@ -154,17 +153,12 @@ def _framed(values: Sequence[bytes | None], keys: Sequence[bytes | None], max_ev
     return buffer, starts, lengths, left
 
 
-def _with_location(table: pa.Table, topic: str, partitions: np.ndarray, offsets: np.ndarray,
+def _with_location(columns: dict[str, pa.Array], topic: str, partitions: np.ndarray, offsets: np.ndarray,
                    recorded_at: np.ndarray, values: pa.Array) -> pa.Table:
-    columns = {
-        "event_id": table["event_id"], "entity_id": table["entity_id"], "event_type": table["event_type"],
-        "event_time": table["event_time"], "recorded_at": pa.array(recorded_at).cast(_TIME),
-        "source": table["source"], "payload": table["payload"],
-        "topic": pa.array([topic] * len(values), pa.string()),
-        "partition": pa.array(partitions, pa.int32()), "offset": pa.array(offsets, pa.int64()),
-        "avro": values,
-    }
-    return pa.table(columns, schema=EVENTS_SCHEMA)
+    located = {**columns, "recorded_at": pa.array(recorded_at).cast(_TIME),
+               "topic": pa.array([topic] * len(values), pa.string()),
+               "partition": pa.array(partitions, pa.int32()), "offset": pa.array(offsets, pa.int64()), "avro": values}
+    return pa.table({name: located[name] for name in EVENTS_SCHEMA.names}, schema=EVENTS_SCHEMA)
 
 
 def _by_day(table: pa.Table, entity_type: str, recorded_at: np.ndarray, partitions: np.ndarray,
@@ -177,8 +171,7 @@ def _by_day(table: pa.Table, entity_type: str, recorded_at: np.ndarray, partitio
         for partition in np.unique(partitions[in_day]).tolist():
             covered = offsets[in_day & (partitions == partition)]
             covers[partition] = (int(covered.min()), int(covered.max()))
-        folder = ("events", (("entity_type", entity_type), ("date", _date(day * DAY_MS))))
-        result.append(Archived(folder, table.filter(pa.array(in_day)), covers))
+        result.append(Archived(events_folder(entity_type, day * DAY_MS), table.filter(pa.array(in_day)), covers))
     return result
 
 

@@ -94,7 +94,7 @@ class RowMaker:
         record = decoded.record
         row = (record["event_id"], record["entity_id"], decoded.event_type, record["event_time"], timestamp_ms,
                record["source"], payload_json(record["payload"]), topic, partition, offset, value)  # EVENTS_SCHEMA
-        return ("events", (("entity_type", decoded.entity_type), ("date", _date(timestamp_ms)))), row
+        return events_folder(decoded.entity_type, timestamp_ms), row
 
     def label_version(self, value: bytes | None) -> tuple[Folder, dict] | None:
         if value is None:
@@ -109,6 +109,11 @@ class RowMaker:
 
 DAY_MS = 86_400_000
 _DAYS: dict[int, str] = {}
+
+
+def events_folder(entity_type: str, recorded_at_ms: int) -> Folder:
+    """The archive folder of an event of ``entity_type`` the broker recorded at ``recorded_at_ms``."""
+    return "events", (("entity_type", entity_type), ("date", _date(recorded_at_ms)))
 
 
 def _date(epoch_ms: int) -> str:

@@ -139,6 +139,10 @@ class AvroCodec:
             )
         return DecodedEvent(current.entity_type, current.event_type, record, writer.fingerprint)
 
+    def parsed_schema(self, fingerprint: bytes) -> Any:
+        """The fastavro-parsed schema of the writer ``fingerprint`` names."""
+        return self._writers[fingerprint][1]
+
     def _writer_of(self, data: bytes) -> tuple[EventSchema, Any]:
         if len(data) < HEADER_SIZE or data[:2] != MAGIC:
             raise CorruptMessageError(
