@@ -185,12 +185,18 @@ class Consumer(faust_aiokafka.Consumer):
         for tp, first in dropped.items():
             if first < self._sought_to.get(tp, -1):
                 continue
-            self._seeks += 1
-            self._sought_at[tp] = self._seeks
-            queue = self._changelog_queue()
-            if queue is not None:
-                queue.discard(tp, first)  # behind the gap: they come again, after the records before them
+            self._forget_fetched(tp, first)  # behind the gap: they come again, after the records before them
             self._on_consumer_thread(self._rewind_changelog, tp, first)
+
+    def _forget_fetched(self, tp: Any, since: int) -> None:
+        """Count a seek of changelog partition ``tp`` to ``since``: what was fetched of it before, and
+        what its queue holds from ``since`` on, must not reach the recovery ahead of the records the
+        seek is for."""
+        self._seeks += 1
+        self._sought_at[tp] = self._seeks
+        queue = self._changelog_queue()
+        if queue is not None:
+            queue.discard(tp, since)
 
     def _rewind_changelog(self, tp: Any, first: int) -> None:
         """On the consumer's thread, so that nothing is fetched for ``tp`` between the check and the seek."""
@@ -237,11 +243,7 @@ class Consumer(faust_aiokafka.Consumer):
         """Fetch changelog partition ``tp`` again from ``offset``, and hand it over (``health.nudge_recovery``)."""
         self.resume_partitions({tp})
         self._read_offset[tp] = None
-        self._seeks += 1
-        self._sought_at[tp] = self._seeks  # what was fetched before would come ahead of the gap
-        queue = self._changelog_queue()
-        if queue is not None:
-            queue.discard(tp, offset)
+        self._forget_fetched(tp, offset)
         self._on_consumer_thread(self._seek_if_assigned, tp, offset)
 
     def _seek_event_partition(self, tp: Any, offset: int) -> None:
